@@ -1,0 +1,1 @@
+"""Teams call-log collector: Microsoft Graph call logs archived as partitioned JSONL blobs."""

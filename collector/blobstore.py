@@ -1,0 +1,143 @@
+"""Azure Blob Storage I/O: atomic JSONL blobs from staged blocks, and ETag-guarded state."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.storage.blob import BlobBlock, ContentSettings
+from azure.storage.blob.aio import BlobClient, BlobServiceClient, ContainerClient
+
+from .auth import CredentialFactory
+from .errors import StateConflictError
+from .settings import StorageTarget
+
+BLOCK_SIZE = 4 * 1024 * 1024
+"""Bytes buffered before a block is staged: memory per open blob stays below this."""
+JSONL_CONTENT = ContentSettings(content_type="application/x-ndjson; charset=utf-8")
+JSON_CONTENT = ContentSettings(content_type="application/json; charset=utf-8")
+
+
+class BlockBlobWriter:
+    """Streams JSONL lines into one block blob that appears only when committed.
+
+    Blocks get random IDs per writer, so two writers of the same blob (two runs re-reading
+    one window) never commit each other's blocks.
+    """
+
+    def __init__(self, blob: BlobClient, block_size: int = BLOCK_SIZE) -> None:
+        self._blob = blob
+        self._block_size = block_size
+        self._prefix = uuid.uuid4().hex
+        self._block_ids: list[str] = []
+        self._buffer = bytearray()
+        self.lines = 0
+        self.bytes = 0
+
+    @property
+    def name(self) -> str:
+        """The blob's name in its container."""
+        return self._blob.blob_name
+
+    async def write_lines(self, lines: list[str]) -> None:
+        """Append ``lines`` (JSON texts without newlines), staging a block when the buffer fills."""
+        if not lines:
+            return
+        chunk = ("\n".join(lines) + "\n").encode("utf-8")
+        self._buffer += chunk
+        self.lines += len(lines)
+        self.bytes += len(chunk)
+        if len(self._buffer) >= self._block_size:
+            await self._stage()
+
+    async def commit(self, metadata: dict[str, str]) -> None:
+        """Stage what is buffered and commit the block list: the blob appears whole at once."""
+        if self._buffer:
+            await self._stage()
+        await self._blob.commit_block_list(
+            [BlobBlock(block_id=i) for i in self._block_ids],
+            content_settings=JSONL_CONTENT,
+            metadata=metadata,
+        )
+
+    async def _stage(self) -> None:
+        block_id = f"{self._prefix}{len(self._block_ids):08d}"
+        await self._blob.stage_block(block_id, bytes(self._buffer), length=len(self._buffer))
+        self._block_ids.append(block_id)
+        self._buffer.clear()
+
+
+class BlobStore:
+    """The collector's container: data blobs and small JSON state documents."""
+
+    def __init__(self, container: ContainerClient) -> None:
+        self._container = container
+
+    async def ensure_container(self) -> None:
+        """Create the container if it does not exist yet."""
+        with suppress(ResourceExistsError):
+            await self._container.create_container()
+
+    def writer(self, name: str) -> BlockBlobWriter:
+        """Return a writer that replaces blob ``name`` when committed."""
+        return BlockBlobWriter(self._container.get_blob_client(name))
+
+    async def read_json(self, name: str) -> tuple[Any, str | None]:
+        """Return a JSON blob's document and ETag, or ``(None, None)`` when it does not exist."""
+        try:
+            downloader = await self._container.get_blob_client(name).download_blob()
+        except ResourceNotFoundError:
+            return None, None
+        data = await downloader.readall()
+        return json.loads(data), downloader.properties.etag
+
+    async def write_json(self, name: str, document: Any, etag: str | None) -> str:
+        """Write ``document`` only if the blob still has ``etag`` (or, with None, does not exist).
+
+        Returns the new ETag; raises ``StateConflictError`` when another writer came first.
+        """
+        blob = self._container.get_blob_client(name)
+        data = json.dumps(document, indent=1, sort_keys=True).encode("utf-8")
+        # overwrite=False sends If-None-Match: * (create only).
+        condition: dict[str, Any] = (
+            {"overwrite": True, "etag": etag, "match_condition": MatchConditions.IfNotModified}
+            if etag
+            else {"overwrite": False}
+        )
+        try:
+            result = await blob.upload_blob(data, content_settings=JSON_CONTENT, **condition)
+        except (ResourceModifiedError, ResourceExistsError) as exc:
+            raise StateConflictError(f"{name} was changed by another run") from exc
+        return str(result["etag"])
+
+    async def list_names(self, prefix: str = "") -> list[str]:
+        """Return the names of all blobs under ``prefix``, sorted."""
+        return sorted([b.name async for b in self._container.list_blobs(name_starts_with=prefix)])
+
+    async def read_bytes(self, name: str) -> bytes:
+        """Return a blob's content."""
+        downloader = await self._container.get_blob_client(name).download_blob()
+        return await downloader.readall()
+
+
+@asynccontextmanager
+async def open_store(
+    target: StorageTarget, container: str, credentials: CredentialFactory
+) -> AsyncIterator[BlobStore]:
+    """Open the container described by ``target``, closing clients on exit."""
+    if target.connection_string:
+        service = BlobServiceClient.from_connection_string(target.connection_string)
+        async with service:
+            yield BlobStore(service.get_container_client(container))
+        return
+    assert target.blob_service_uri is not None
+    async with (
+        credentials() as credential,
+        BlobServiceClient(target.blob_service_uri, credential=credential) as service,
+    ):
+        yield BlobStore(service.get_container_client(container))

@@ -1,0 +1,208 @@
+"""Microsoft Graph client for the call-log functions: paging, retries, token refresh."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+from .auth import TokenProvider
+from .errors import GraphDataError, GraphError, GraphUnavailableError, PagingError
+from .sources import Source
+from .timefmt import format_instant
+from .windows import Window
+
+log = logging.getLogger("collector.graph")
+
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+"""Throttling and transient server errors; every other error status fails at once."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to wait before giving up on one request."""
+
+    max_attempts: int = 8
+    base_delay: float = 1.0
+    max_delay: float = 60.0
+    max_retry_after: float = 300.0
+
+    def backoff(self, attempt: int, jitter: float) -> float:
+        """Exponential backoff for retry ``attempt`` (1-based), jittered to 50-100 %."""
+        return float(min(self.max_delay, self.base_delay * 2 ** (attempt - 1)) * (0.5 + jitter / 2))
+
+
+@dataclass
+class RequestStats:
+    """What a sequence of requests cost, for progress logs and run summaries."""
+
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    token_refreshes: int = 0
+
+
+@dataclass(frozen=True)
+class Page:
+    """One parsed page of a window."""
+
+    number: int
+    rows: list[Any]
+    request_id: str | None
+    url: str
+
+
+def window_url(endpoint: str, source: Source, window: Window) -> str:
+    """Return the first-page URL of ``window`` with URL-encoded ISO 8601 UTC parameters."""
+
+    def param(moment: Any) -> str:
+        return quote(format_instant(moment), safe="")
+
+    return endpoint + source.path(param(window.start), param(window.end))
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Parse a ``Retry-After`` header (delta seconds or an HTTP date); None when absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _graph_error(body: bytes) -> tuple[str | None, str]:
+    try:
+        error = json.loads(body)["error"]
+        return error.get("code"), str(error.get("message", ""))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None, body[:300].decode("utf-8", "replace")
+
+
+class GraphClient:
+    """Reads Graph call-log windows on one shared ``aiohttp.ClientSession``."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        tokens: TokenProvider,
+        endpoint: str,
+        *,
+        timeout: float = 100.0,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._session = session
+        self._tokens = tokens
+        self._endpoint = endpoint
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
+
+    async def pages(
+        self, source: Source, window: Window, stats: RequestStats
+    ) -> AsyncIterator[Page]:
+        """Yield every page of ``window``, following ``@odata.nextLink`` until it is absent.
+
+        Empty pages with a nextLink are followed; a nextLink seen before raises ``PagingError``.
+        """
+        url = window_url(self._endpoint, source, window)
+        seen = {url}
+        number = 0
+        while True:
+            number += 1
+            body, request_id = await self._get(url, stats)
+            where = f"{source.name} window {window} page {number} [request-id {request_id}]"
+            try:
+                document = json.loads(body)
+            except ValueError as exc:
+                raise GraphDataError(f"{where}: response is not JSON ({exc})") from None
+            rows = document.get("value") if isinstance(document, dict) else None
+            if not isinstance(rows, list):
+                raise GraphDataError(f"{where}: response has no 'value' array")
+            yield Page(number, rows, request_id, url)
+            link = document.get("@odata.nextLink")
+            if link is None:
+                return
+            if not isinstance(link, str) or not link.startswith(("https://", "http://")):
+                raise GraphDataError(f"{where}: @odata.nextLink is not an absolute URL: {link!r}")
+            if link in seen:
+                raise PagingError(f"{where}: @odata.nextLink repeats an earlier page: {link}")
+            seen.add(link)
+            url = link
+
+    async def _get(self, url: str, stats: RequestStats) -> tuple[bytes, str | None]:
+        """GET ``url`` with retries; return the 200 body and Graph's request-id."""
+        token = await self._tokens.token()
+        refreshed = False
+        attempt = 0
+        while True:
+            attempt += 1
+            stats.requests += 1
+            headers = {
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/json",
+                "client-request-id": str(uuid.uuid4()),
+            }
+            delay: float | None
+            try:
+                async with self._session.get(
+                    URL(url, encoded=True), headers=headers, timeout=self._timeout
+                ) as response:
+                    request_id = response.headers.get("request-id")
+                    body = await response.read()
+                    if response.status == 200:
+                        return body, request_id
+                    status = response.status
+                    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+                failure = f"{type(exc).__name__}: {exc}".rstrip(": ")
+                if attempt >= self._retry.max_attempts:
+                    raise GraphUnavailableError(
+                        f"Graph unreachable after {attempt} attempts ({failure}) GET {url}"
+                    ) from exc
+                delay = self._retry.backoff(attempt, random.random())
+                log.warning("retrying GET %s in %.1fs after %s", url, delay, failure)
+            else:
+                code, message = _graph_error(body)
+                if status == 401 and not refreshed:
+                    refreshed = True
+                    stats.token_refreshes += 1
+                    log.warning("Graph rejected the token (%s); refreshing it once", code)
+                    token = await self._tokens.refresh(token)
+                    continue
+                if status not in RETRYABLE_STATUS or attempt >= self._retry.max_attempts:
+                    raise GraphError(status, code, message, request_id, url, attempt)
+                if status == 429:
+                    stats.throttled += 1
+                delay = (
+                    min(retry_after, self._retry.max_retry_after)
+                    if retry_after is not None
+                    else self._retry.backoff(attempt, random.random())
+                )
+                log.warning(
+                    "Graph HTTP %s %s [request-id %s]; retrying in %.1fs (attempt %d of %d)",
+                    status,
+                    code,
+                    request_id,
+                    delay,
+                    attempt,
+                    self._retry.max_attempts,
+                )
+            stats.retries += 1
+            await self._sleep(delay)

@@ -1,0 +1,75 @@
+"""Pure handling of Graph rows: where each row belongs and its JSONL line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from .sources import Source
+from .timefmt import InstantParseError, parse_ticks, to_ticks, utc_date_of_ticks
+from .windows import Window
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+class RowError(ValueError):
+    """A row lacks its key or event time, or the event time does not parse."""
+
+
+@dataclass
+class PageSplit:
+    """A page's rows as JSONL lines grouped by UTC event date, with counts."""
+
+    lines: dict[date, list[str]] = field(default_factory=dict)
+    rows: int = 0
+    boundary_skipped: int = 0
+    """Rows stamped exactly at the window's end: they belong to the next window."""
+    outside: int = 0
+    """Rows whose event time lies outside the window (kept, in their own date's folder)."""
+
+
+def split_page(source: Source, window: Window, rows: Iterable[Any]) -> PageSplit:
+    """Validate ``rows`` of one page of ``window`` and group their JSONL lines by event date.
+
+    A row whose event time equals the window's exclusive end is dropped: if Graph treats
+    ``toDateTime`` as inclusive (as documented for PSTN), the next window returns it again.
+    """
+    start, end = to_ticks(window.start), to_ticks(window.end)
+    split = PageSplit()
+    for index, row in enumerate(rows):
+        ticks = event_ticks(source, row, index)
+        if ticks == end:
+            split.boundary_skipped += 1
+            continue
+        if not start <= ticks < end:
+            split.outside += 1
+        split.lines.setdefault(utc_date_of_ticks(ticks), []).append(_dumps(row))
+        split.rows += 1
+    return split
+
+
+def event_ticks(source: Source, row: Any, index: int) -> int:
+    """Return the event time of ``row`` in ticks, or raise ``RowError`` saying what is wrong."""
+    if not isinstance(row, dict):
+        raise RowError(f"row {index} is not a JSON object")
+    key = row.get(source.key_field)
+    if not isinstance(key, str) or not key:
+        raise RowError(f"row {index} has no {source.key_field!r}")
+    stamp = row.get(source.event_field)
+    if not isinstance(stamp, str):
+        raise RowError(f"row {index} ({source.key_field} {key}) has no {source.event_field!r}")
+    try:
+        return parse_ticks(stamp)
+    except InstantParseError as exc:
+        raise RowError(
+            f"row {index} ({source.key_field} {key}) has an unreadable {source.event_field}: {exc}"
+        ) from None
+
+
+def iter_lines(lines: Iterable[str]) -> Iterator[bytes]:
+    """Encode JSONL lines as UTF-8 bytes, each ending in a newline."""
+    for line in lines:
+        yield line.encode("utf-8") + b"\n"

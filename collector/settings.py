@@ -1,0 +1,217 @@
+"""Settings: the environment (app settings) turned into one validated, immutable object.
+
+Every value is checked before the run makes any request; a bad one raises ``ConfigError``
+naming the setting, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+from .sources import SOURCES, Source
+from .timefmt import InstantParseError, parse_instant
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+DEFAULTS: dict[str, str] = {
+    "GRAPH_ENDPOINT": "https://graph.microsoft.com",
+    "GRAPH_TIMEOUT_SECONDS": "100",
+    "COLLECTOR_SOURCES": "sms,direct_routing",
+    "COLLECTOR_CONTAINER": "callrecords",
+    "COLLECTOR_LAG_MINUTES": "60",
+    "COLLECTOR_SCHEDULE": "0 5 * * * *",
+}
+"""Settings with a default; the rest are optional (``COLLECTOR_START``, ``AZURE_CLIENT_ID``,
+``COLLECTOR_STORAGE__clientId``) or one-of-two required (``COLLECTOR_STORAGE`` or
+``COLLECTOR_STORAGE__blobServiceUri``)."""
+
+SETTING_NAMES: tuple[str, ...] = (
+    "GRAPH_ENDPOINT",
+    "GRAPH_TIMEOUT_SECONDS",
+    "AZURE_CLIENT_ID",
+    "COLLECTOR_SOURCES",
+    "COLLECTOR_STORAGE",
+    "COLLECTOR_STORAGE__blobServiceUri",
+    "COLLECTOR_STORAGE__clientId",
+    "COLLECTOR_CONTAINER",
+    "COLLECTOR_START",
+    "COLLECTOR_LAG_MINUTES",
+    "COLLECTOR_SCHEDULE",
+)
+"""Every setting the collector reads."""
+
+_CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
+_GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+_CRON_FIELD = re.compile(r"[0-9A-Za-z*/,\-?]+")
+
+
+@dataclass(frozen=True)
+class StorageTarget:
+    """Where blobs go: a connection string, or a blob service URI reached with an identity."""
+
+    connection_string: str | None = None
+    blob_service_uri: str | None = None
+    client_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated collector configuration."""
+
+    graph_endpoint: str
+    graph_timeout: float
+    identity_client_id: str | None
+    sources: tuple[Source, ...]
+    storage: StorageTarget
+    container: str
+    start: datetime | None
+    lag: timedelta
+    schedule: str
+
+    @property
+    def graph_scope(self) -> str:
+        """OAuth scope of the Graph endpoint's app permissions."""
+        return f"{self.graph_endpoint}/.default"
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, DEFAULTS.get(name))
+    if value is None:
+        return None
+    value = value.strip()
+    return value if value else DEFAULTS.get(name)
+
+
+def _endpoint(name: str, raw: str | None, *, allow_path: bool) -> str:
+    allowed = "an https URL (http only for localhost/127.0.0.1)" + (
+        "" if allow_path else " with no path, e.g. https://graph.microsoft.com"
+    )
+    if raw is None:
+        raise ConfigError(name, raw, allowed)
+    parts = urlsplit(raw)
+    secure = parts.scheme == "https" or (
+        parts.scheme == "http" and (parts.hostname or "") in LOOPBACK_HOSTS
+    )
+    if not secure or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(name, raw, allowed)
+    if not allow_path and parts.path not in ("", "/"):
+        raise ConfigError(name, raw, allowed)
+    return raw.rstrip("/")
+
+
+def _int(name: str, raw: str | None, low: int, high: int) -> int:
+    allowed = f"a whole number from {low} to {high}"
+    try:
+        value = int(raw or "")
+    except ValueError:
+        raise ConfigError(name, raw, allowed) from None
+    if not low <= value <= high:
+        raise ConfigError(name, raw, allowed)
+    return value
+
+
+def _guid(name: str, raw: str | None) -> str | None:
+    if raw is None or _GUID.fullmatch(raw):
+        return raw
+    raise ConfigError(name, raw, "a client id (GUID) of a user-assigned managed identity")
+
+
+def _sources(raw: str | None) -> tuple[Source, ...]:
+    allowed = f"a comma-separated, non-empty list of distinct names from {', '.join(SOURCES)}"
+    names = [n.strip() for n in (raw or "").split(",")]
+    if not names or any(n not in SOURCES for n in names) or len(set(names)) != len(names):
+        raise ConfigError("COLLECTOR_SOURCES", raw, allowed)
+    return tuple(SOURCES[n] for n in names)
+
+
+def _storage(env: Mapping[str, str]) -> StorageTarget:
+    conn = _get(env, "COLLECTOR_STORAGE")
+    uri = _get(env, "COLLECTOR_STORAGE__blobServiceUri")
+    client_id = _guid("COLLECTOR_STORAGE__clientId", _get(env, "COLLECTOR_STORAGE__clientId"))
+    if conn and uri:
+        raise ConfigError(
+            "COLLECTOR_STORAGE__blobServiceUri",
+            uri,
+            "unset when COLLECTOR_STORAGE (a connection string) is set: use one of the two",
+        )
+    if conn:
+        fields = dict(p.split("=", 1) for p in conn.split(";") if "=" in p)
+        if not (
+            fields.get("UseDevelopmentStorage") == "true"
+            or "AccountName" in fields
+            or "BlobEndpoint" in fields
+        ):
+            raise ConfigError(
+                "COLLECTOR_STORAGE",
+                "<connection string without AccountName or BlobEndpoint>",
+                "a storage connection string (AccountName=…;AccountKey=… or BlobEndpoint=…)",
+            )
+        return StorageTarget(connection_string=conn)
+    if uri:
+        uri = _endpoint("COLLECTOR_STORAGE__blobServiceUri", uri, allow_path=False)
+        return StorageTarget(blob_service_uri=uri, client_id=client_id)
+    raise ConfigError(
+        "COLLECTOR_STORAGE",
+        None,
+        "a storage connection string, or set COLLECTOR_STORAGE__blobServiceUri "
+        "(e.g. https://<account>.blob.core.windows.net) to use a managed identity",
+    )
+
+
+def _start(raw: str | None) -> datetime | None:
+    if raw is None:
+        return None
+    allowed = "an ISO 8601 UTC date or date-time, e.g. 2026-01-01 or 2026-01-01T00:00:00Z"
+    try:
+        start = parse_instant(raw)
+    except InstantParseError:
+        raise ConfigError("COLLECTOR_START", raw, allowed) from None
+    if start.year < 2015:
+        raise ConfigError("COLLECTOR_START", raw, allowed + " (not before 2015)")
+    return start.replace(microsecond=0).astimezone(UTC)
+
+
+def _schedule(raw: str | None) -> str:
+    allowed = (
+        "an NCRONTAB expression with six fields "
+        "(second minute hour day month day-of-week), e.g. '0 5 * * * *'"
+    )
+    fields = (raw or "").split()
+    if len(fields) != 6 or not all(_CRON_FIELD.fullmatch(f) for f in fields):
+        raise ConfigError("COLLECTOR_SCHEDULE", raw, allowed)
+    return " ".join(fields)
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Validate ``env`` (os.environ or app settings) and return the collector's settings."""
+    return Settings(
+        graph_endpoint=_endpoint("GRAPH_ENDPOINT", _get(env, "GRAPH_ENDPOINT"), allow_path=False),
+        graph_timeout=float(
+            _int("GRAPH_TIMEOUT_SECONDS", _get(env, "GRAPH_TIMEOUT_SECONDS"), 1, 600)
+        ),
+        identity_client_id=_guid("AZURE_CLIENT_ID", _get(env, "AZURE_CLIENT_ID")),
+        sources=_sources(_get(env, "COLLECTOR_SOURCES")),
+        storage=_storage(env),
+        container=_container(_get(env, "COLLECTOR_CONTAINER")),
+        start=_start(_get(env, "COLLECTOR_START")),
+        lag=timedelta(
+            minutes=_int("COLLECTOR_LAG_MINUTES", _get(env, "COLLECTOR_LAG_MINUTES"), 0, 10_080)
+        ),
+        schedule=_schedule(_get(env, "COLLECTOR_SCHEDULE")),
+    )
+
+
+def _container(raw: str | None) -> str:
+    if raw is None or not _CONTAINER.fullmatch(raw):
+        raise ConfigError(
+            "COLLECTOR_CONTAINER",
+            raw,
+            "3-63 characters: lowercase letters, digits and single hyphens, "
+            "starting and ending with a letter or digit",
+        )
+    return raw

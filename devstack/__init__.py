@@ -1,0 +1,4 @@
+"""Local development stack: Graph simulator, managed-identity endpoint and Azurite.
+
+Developer tooling only; never deployed (see .funcignore).
+"""

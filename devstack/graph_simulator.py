@@ -1,0 +1,285 @@
+"""An HTTP simulator of Graph's call-log functions, following the documented API.
+
+Serves getSmsLog (beta), getDirectRoutingCalls and getPstnCalls (v1.0 and beta), in both
+the short and the namespace-qualified form; checks bearer tokens with the local identity
+authority; pages by 1,000 rows with absolute ``@odata.nextLink``s; refuses ranges over
+90 days; and injects faults on demand (429 with Retry-After, 5xx, dropped connections,
+slow pages, permanent 4xx).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from collector.timefmt import InstantParseError, parse_ticks
+
+from .identity import TokenAuthority
+from .synthetic import Tenant
+
+PAGE_SIZE = 1000
+MAX_RANGE_TICKS = 90 * 86_400 * 10_000_000
+
+# function name -> (source name, versions served, toDateTime inclusive as documented)
+FUNCTIONS: dict[str, tuple[str, frozenset[str], bool]] = {
+    "getSmsLog": ("sms", frozenset({"beta"}), False),
+    "getDirectRoutingCalls": ("direct_routing", frozenset({"v1.0", "beta"}), False),
+    "getPstnCalls": ("pstn", frozenset({"v1.0", "beta"}), True),
+}
+_PATH = re.compile(
+    r"/(?P<version>v1\.0|beta)/communications/callRecords/"
+    r"(?:microsoft\.graph\.callRecords\.)?(?P<function>\w+)"
+    r"\((?P<params>[^)]*)\)"
+)
+
+
+@dataclass
+class Fault:
+    """A misbehaviour applied to the next matching data requests.
+
+    kind: ``429``, ``500``, ``502``, ``503``, ``504`` (transient), ``drop`` (close the
+    connection without answering), ``slow`` (answer after ``delay`` seconds), ``status``
+    (answer ``status``/``code``, e.g. a permanent 403), ``garbage`` (200 with a body that is
+    not JSON), ``revoke`` (revoke every token issued so far, so the request meets a real
+    401). ``count`` requests are hit (-1: all), after ``after`` matching ones passed.
+    """
+
+    kind: str
+    count: int = 1
+    source: str | None = None
+    after: int = 0
+    retry_after: float | None = None
+    delay: float = 0.0
+    status: int = 403
+    code: str = "Forbidden"
+
+    def matches(self, source: str) -> bool:
+        """True when this fault applies to a request of ``source``."""
+        return self.count != 0 and self.source in (None, source)
+
+
+def graph_error(status: int, code: str, message: str, request_id: str) -> web.Response:
+    """Return a Graph-style error response."""
+    body = {
+        "error": {
+            "code": code,
+            "message": message,
+            "innerError": {
+                "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+                "request-id": request_id,
+                "client-request-id": request_id,
+            },
+        }
+    }
+    return web.json_response(body, status=status, headers={"request-id": request_id})
+
+
+class GraphSimulator:
+    """State and request handling of the simulator (served by ``app()``)."""
+
+    def __init__(
+        self, tenant: Tenant, authority: TokenAuthority, page_size: int = PAGE_SIZE
+    ) -> None:
+        self.tenant = tenant
+        self.authority = authority
+        self.page_size = page_size
+        self.base_url = ""  # set once the server listens
+        self.faults: list[Fault] = []
+        self.stats: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def add_fault(self, fault: Fault) -> None:
+        """Queue a fault (thread-safe: tests call this from outside the server's loop)."""
+        with self._lock:
+            self.faults.append(fault)
+
+    def clear_faults(self) -> None:
+        """Remove every queued fault."""
+        with self._lock:
+            self.faults.clear()
+
+    def _take_fault(self, source: str) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if not fault.matches(source):
+                    continue
+                if fault.after > 0:
+                    fault.after -= 1
+                    return None
+                if fault.count > 0:
+                    fault.count -= 1
+                return fault
+        return None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Serve one call-log request."""
+        request_id = str(uuid.uuid4())
+        raw_path = request.rel_url.raw_path
+        match = _PATH.fullmatch(raw_path)
+        if match is None or match["function"] not in FUNCTIONS:
+            return graph_error(
+                400,
+                "BadRequest",
+                f"Resource not found for the segment in '{raw_path}'.",
+                request_id,
+            )
+        source, versions, inclusive = FUNCTIONS[match["function"]]
+        if match["version"] not in versions:
+            return graph_error(
+                400,
+                "BadRequest",
+                f"Resource not found for the segment '{match['function']}'.",
+                request_id,
+            )
+        self.stats["requests"] += 1
+        self.stats[f"requests:{source}"] += 1
+
+        fault = self._take_fault(source)
+        if fault is not None:
+            self.stats[f"fault:{fault.kind}"] += 1
+            if fault.kind == "revoke":
+                self.authority.revoke_all()  # this very request then meets a real 401
+
+        auth = request.headers.get("Authorization", "")
+        problem = (
+            "no bearer token"
+            if not auth.startswith("Bearer ")
+            else self.authority.problem(auth[len("Bearer ") :], self.base_url)
+        )
+        if problem:
+            self.stats["unauthorized"] += 1
+            return graph_error(
+                401,
+                "InvalidAuthenticationToken",
+                f"Access token is invalid: {problem}.",
+                request_id,
+            )
+
+        if fault is not None and fault.kind != "revoke":
+            response = await self._apply(fault, request, request_id)
+            if response is not None:
+                return response
+
+        params = self._params(match["params"])
+        if isinstance(params, str):
+            return graph_error(400, "BadRequest", params, request_id)
+        start, end = params
+        if end - start > MAX_RANGE_TICKS:
+            return graph_error(
+                406,
+                "NotAcceptable",
+                "The fromDateTime and toDateTime values can't be more than a date range of 90 days.",
+                request_id,
+            )
+        try:
+            skip = int(request.query.get("$skip", "0"))
+        except ValueError:
+            return graph_error(400, "BadRequest", "Invalid $skip.", request_id)
+        rows = self.tenant.rows(source, start, end, inclusive_end=inclusive)
+        page = rows[skip : skip + self.page_size]
+        body: dict[str, Any] = {
+            "@odata.context": f"{self.base_url}/{match['version']}/$metadata#Collection(microsoft.graph.callRecords.row)",
+            "@odata.count": len(page),
+            "value": page,
+        }
+        if skip + self.page_size < len(rows):
+            body["@odata.nextLink"] = f"{self.base_url}{raw_path}?$skip={skip + self.page_size}"
+        self.stats["rows_served"] += len(page)
+        return web.Response(
+            body=json.dumps(body, ensure_ascii=False).encode("utf-8"),
+            content_type="application/json",
+            charset="utf-8",
+            headers={
+                "request-id": request_id,
+                "client-request-id": request.headers.get("client-request-id", request_id),
+            },
+        )
+
+    @staticmethod
+    def _params(raw: str) -> tuple[int, int] | str:
+        """Parse ``fromDateTime=…,toDateTime=…``; an error message when they are unusable."""
+        values: dict[str, str] = {}
+        for part in raw.split(","):
+            name, _, value = part.partition("=")
+            values[name.strip()] = unquote(value).strip().strip("'")
+        found: list[int] = []
+        for name in ("fromDateTime", "toDateTime"):
+            text = values.get(name, "")
+            if not text:
+                return f"The parameter '{name}' is missing or empty."
+            try:
+                found.append(parse_ticks(text))
+            except InstantParseError:
+                return f"The parameter '{name}' is not a valid DateTimeOffset: '{text}'."
+        if found[1] < found[0]:
+            return "toDateTime must not be earlier than fromDateTime."
+        return found[0], found[1]
+
+    async def _apply(
+        self, fault: Fault, request: web.Request, request_id: str
+    ) -> web.StreamResponse | None:
+        """Carry out ``fault``; None means: go on and answer normally (after a delay)."""
+        if fault.kind == "slow":
+            await asyncio.sleep(fault.delay)
+            return None
+        if fault.kind == "drop":
+            if request.transport is not None:
+                request.transport.close()
+            raise ConnectionResetError("simulated dropped connection")
+        if fault.kind == "garbage":
+            return web.Response(
+                text="<html>Service temporarily unavailable</html>",
+                content_type="application/json",
+                headers={"request-id": request_id},
+            )
+        if fault.kind == "status":
+            return graph_error(fault.status, fault.code, f"Simulated {fault.code}.", request_id)
+        status = int(fault.kind)
+        codes = {
+            429: "TooManyRequests",
+            500: "InternalServerError",
+            502: "BadGateway",
+            503: "ServiceUnavailable",
+            504: "GatewayTimeout",
+        }
+        response = graph_error(
+            status, codes.get(status, "Error"), "Simulated transient failure.", request_id
+        )
+        if fault.retry_after is not None:
+            response.headers["Retry-After"] = (
+                str(int(fault.retry_after))
+                if fault.retry_after == int(fault.retry_after)
+                else str(fault.retry_after)
+            )
+        return response
+
+    async def control(self, request: web.Request) -> web.Response:
+        """``/_sim/faults`` (POST adds, DELETE clears), ``/_sim/stats``, ``/_sim/revoke-tokens``."""
+        action = request.match_info["action"]
+        if action == "faults" and request.method == "POST":
+            for spec in await request.json():
+                self.add_fault(Fault(**spec))
+        elif action == "faults" and request.method == "DELETE":
+            self.clear_faults()
+        elif action == "revoke-tokens" and request.method == "POST":
+            self.authority.revoke_all()
+        elif action != "stats":
+            raise web.HTTPNotFound()
+        return web.json_response(dict(self.stats))
+
+    def app(self) -> web.Application:
+        """Return the aiohttp application serving this simulator."""
+        app = web.Application()
+        app.router.add_route("*", "/_sim/{action}", self.control)
+        app.router.add_get("/{tail:.*}", self.handle)
+        return app

@@ -1,0 +1,75 @@
+"""The Azure Functions entry point, imported and invoked as the host would."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.functions.timer import TimerRequest
+
+from devstack.graph_simulator import Fault
+
+from .conftest import Stack, assert_archive_matches
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@functools.cache
+def _registered() -> Any:
+    """The app's one function (the SDK validates, and so allows, get_functions() only once)."""
+    import function_app
+
+    functions = function_app.app.get_functions()
+    assert len(functions) == 1
+    return functions[0]
+
+
+def test_timer_binding_is_declared_as_documented() -> None:
+    function = _registered()
+    bindings = json.loads(function.get_function_json())["bindings"]
+    assert bindings == [
+        {
+            "name": "timer",
+            "type": "timerTrigger",
+            "direction": "IN",
+            "schedule": "%COLLECTOR_SCHEDULE%",
+            "runOnStartup": False,
+            "useMonitor": True,
+        }
+    ]
+
+
+def test_timer_invocation_runs_a_cycle(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in stack.env.items():
+        monkeypatch.setenv(name, value)
+    user_function = _registered().get_user_function()
+    asyncio.run(user_function(TimerRequest(past_due=True)))
+    state = stack.state("sms")
+    assert state is not None and state["pending"] is None
+    assert_archive_matches(stack, "sms", "2026-11-20T00:00:00Z", state["watermark"])
+
+
+def test_timer_invocation_fails_when_a_source_fails(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in stack.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("COLLECTOR_SOURCES", "pstn")
+    monkeypatch.setenv("COLLECTOR_START", "2026-11-22T00:00:00Z")
+    stack.graph.simulator.add_fault(Fault("status", count=-1, status=403, code="Forbidden"))
+    user_function = _registered().get_user_function()
+    with pytest.raises(RuntimeError, match="collection failed for: pstn"):
+        asyncio.run(user_function(TimerRequest()))
+
+
+def test_host_json_is_sensible() -> None:
+    host = json.loads((ROOT / "host.json").read_text())
+    assert host["version"] == "2.0"
+    hours, minutes, _ = (int(p) for p in host["functionTimeout"].split(":"))
+    assert 0 < hours * 60 + minutes <= 60
+    assert host["extensionBundle"]["id"] == "Microsoft.Azure.Functions.ExtensionBundle"
+    assert "collector" in host["logging"]["logLevel"] or "Function" in host["logging"]["logLevel"]

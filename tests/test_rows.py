@@ -1,0 +1,72 @@
+"""Placing rows (pure): event date, boundary rule, bad rows."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+
+import pytest
+
+from collector.rows import RowError, split_page
+from collector.sources import SOURCES
+from collector.windows import Window
+
+DR = SOURCES["direct_routing"]
+WINDOW = Window(datetime(2026, 11, 20, tzinfo=UTC), datetime(2026, 11, 21, tzinfo=UTC))
+
+
+def row(stamp: str, **extra: object) -> dict[str, object]:
+    return {"id": f"id-{stamp}", "startDateTime": stamp, **extra}
+
+
+def test_rows_are_grouped_by_utc_event_date_and_kept_verbatim() -> None:
+    rows = [
+        row(
+            "2026-11-20T00:00:00Z",
+            userDisplayName="Zoë 李雷 🙂",
+            callCharge=0.0075,
+            unknownNew={"a": [1, None]},
+        ),
+        row("2026-11-20T23:59:59.9999999Z"),
+    ]
+    split = split_page(DR, WINDOW, rows)
+    assert split.rows == 2 and split.outside == 0
+    lines = split.lines[date(2026, 11, 20)]
+    assert [json.loads(line) for line in lines] == rows
+    assert "Zoë 李雷 🙂" in lines[0]  # UTF-8, not \\u escapes
+
+
+def test_row_exactly_at_the_exclusive_end_belongs_to_the_next_window() -> None:
+    split = split_page(
+        DR, WINDOW, [row("2026-11-21T00:00:00Z"), row("2026-11-21T00:00:00.0000000Z")]
+    )
+    assert split.rows == 0 and split.boundary_skipped == 2
+
+
+def test_rows_outside_the_window_are_kept_in_their_own_date() -> None:
+    split = split_page(
+        DR, WINDOW, [row("2026-11-19T23:00:00Z"), row("2026-11-21T00:00:00.0000001Z")]
+    )
+    assert split.outside == 2
+    assert set(split.lines) == {date(2026, 11, 19), date(2026, 11, 21)}
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"startDateTime": "2026-11-20T01:00:00Z"}, "has no 'id'"),
+        ({"id": "x"}, "has no 'startDateTime'"),
+        ({"id": "x", "startDateTime": "20.11.2026"}, "unreadable startDateTime"),
+        ("not an object", "not a JSON object"),
+    ],
+)
+def test_bad_rows_are_refused(bad: object, message: str) -> None:
+    with pytest.raises(RowError, match=message):
+        split_page(DR, WINDOW, [row("2026-11-20T01:00:00Z"), bad])
+
+
+def test_sms_uses_sent_date_time() -> None:
+    split = split_page(
+        SOURCES["sms"], WINDOW, [{"id": "a", "sentDateTime": "2026-11-20T05:00:00Z"}]
+    )
+    assert split.rows == 1
