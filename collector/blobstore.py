@@ -9,7 +9,12 @@ from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.storage.blob import BlobBlock, ContentSettings
 from azure.storage.blob.aio import BlobClient, BlobServiceClient, ContainerClient
 
@@ -26,8 +31,10 @@ JSON_CONTENT = ContentSettings(content_type="application/json; charset=utf-8")
 class BlockBlobWriter:
     """Streams JSONL lines into one block blob that appears only when committed.
 
-    Blocks get random IDs per writer, so two writers of the same blob (two runs re-reading
-    one window) never commit each other's blocks.
+    Blocks get random IDs per writer, so two writers of the same blob (two runs reading one
+    window at once) never commit each other's blocks. Storage discards a blob's other
+    uncommitted blocks when one block list is committed, so the second writer's commit fails:
+    that is reported as ``StateConflictError``, the same as losing the watermark race.
     """
 
     def __init__(self, blob: BlobClient, block_size: int = BLOCK_SIZE) -> None:
@@ -59,11 +66,18 @@ class BlockBlobWriter:
         """Stage what is buffered and commit the block list: the blob appears whole at once."""
         if self._buffer:
             await self._stage()
-        await self._blob.commit_block_list(
-            [BlobBlock(block_id=i) for i in self._block_ids],
-            content_settings=JSONL_CONTENT,
-            metadata=metadata,
-        )
+        try:
+            await self._blob.commit_block_list(
+                [BlobBlock(block_id=i) for i in self._block_ids],
+                content_settings=JSONL_CONTENT,
+                metadata=metadata,
+            )
+        except HttpResponseError as exc:
+            if getattr(exc, "error_code", None) != "InvalidBlockList":
+                raise
+            raise StateConflictError(
+                f"{self.name} was committed by another run while this one wrote it"
+            ) from exc
 
     async def _stage(self) -> None:
         block_id = f"{self._prefix}{len(self._block_ids):08d}"
@@ -75,8 +89,9 @@ class BlockBlobWriter:
 class BlobStore:
     """The collector's container: data blobs and small JSON state documents."""
 
-    def __init__(self, container: ContainerClient) -> None:
+    def __init__(self, container: ContainerClient, block_size: int = BLOCK_SIZE) -> None:
         self._container = container
+        self._block_size = block_size
 
     async def ensure_container(self) -> None:
         """Create the container if it does not exist yet."""
@@ -85,7 +100,7 @@ class BlobStore:
 
     def writer(self, name: str) -> BlockBlobWriter:
         """Return a writer that replaces blob ``name`` when committed."""
-        return BlockBlobWriter(self._container.get_blob_client(name))
+        return BlockBlobWriter(self._container.get_blob_client(name), self._block_size)
 
     async def read_json(self, name: str) -> tuple[Any, str | None]:
         """Return a JSON blob's document and ETag, or ``(None, None)`` when it does not exist."""

@@ -50,7 +50,8 @@ class Fault:
     kind: ``429``, ``500``, ``502``, ``503``, ``504`` (transient), ``drop`` (close the
     connection without answering), ``slow`` (answer after ``delay`` seconds), ``status``
     (answer ``status``/``code``, e.g. a permanent 403), ``garbage`` (200 with a body that is
-    not JSON), ``revoke`` (revoke every token issued so far, so the request meets a real
+    not JSON), ``empty`` (an empty page whose nextLink repeats the same rows), ``loop`` (a
+    page whose nextLink is its own URL), ``revoke`` (revoke every token issued so far, so the request meets a real
     401). ``count`` requests are hit (-1: all), after ``after`` matching ones passed.
     """
 
@@ -165,7 +166,7 @@ class GraphSimulator:
                 request_id,
             )
 
-        if fault is not None and fault.kind != "revoke":
+        if fault is not None and fault.kind not in ("revoke", "empty", "loop"):
             response = await self._apply(fault, request, request_id)
             if response is not None:
                 return response
@@ -194,6 +195,14 @@ class GraphSimulator:
         }
         if skip + self.page_size < len(rows):
             body["@odata.nextLink"] = f"{self.base_url}{raw_path}?$skip={skip + self.page_size}"
+        if fault is not None and fault.kind == "empty":
+            # An empty page whose nextLink leads to the same rows: clients must follow it.
+            body.update({"@odata.count": 0, "value": []})
+            body["@odata.nextLink"] = (
+                f"{self.base_url}{raw_path}?$skip={skip}&$skiptoken=e{uuid.uuid4().hex[:8]}"
+            )
+        elif fault is not None and fault.kind == "loop":
+            body["@odata.nextLink"] = f"{self.base_url}{request.rel_url.raw_path_qs}"
         self.stats["rows_served"] += len(page)
         return web.Response(
             body=json.dumps(body, ensure_ascii=False).encode("utf-8"),
