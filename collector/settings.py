@@ -153,7 +153,8 @@ def _storage(env: Mapping[str, str]) -> StorageTarget:
             )
         return StorageTarget(connection_string=conn)
     if uri:
-        uri = _endpoint("COLLECTOR_STORAGE__blobServiceUri", uri, allow_path=False)
+        # A path is allowed: emulators (Azurite) put the account name there.
+        uri = _endpoint("COLLECTOR_STORAGE__blobServiceUri", uri, allow_path=True)
         return StorageTarget(blob_service_uri=uri, client_id=client_id)
     raise ConfigError(
         "COLLECTOR_STORAGE",

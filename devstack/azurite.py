@@ -5,8 +5,11 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
+
+from .tls import self_signed_certificate
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "devstoreaccount1"
@@ -40,19 +43,41 @@ def wait_for_port(
 
 
 class Azurite:
-    """One in-memory Azurite blob service, started and stopped by this object."""
+    """One in-memory Azurite blob service, started and stopped by this object.
 
-    def __init__(self) -> None:
+    With ``oauth=True`` it serves HTTPS with a self-signed certificate (``cert_file``) and
+    accepts Entra-style bearer tokens, as Azure Storage does for managed identities.
+    """
+
+    def __init__(self, oauth: bool = False) -> None:
         self.port = 0
+        self.oauth = oauth
+        self.cert_file: Path | None = None
+        self._tempdir: tempfile.TemporaryDirectory[str] | None = None
         self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def blob_service_uri(self) -> str:
+        """The blob endpoint, account included (Azurite puts the account in the path)."""
+        scheme = "https" if self.oauth else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/{ACCOUNT}"
 
     @property
     def connection_string(self) -> str:
         """Connection string of the running emulator."""
+        scheme = "https" if self.oauth else "http"
         return (
-            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
-            f"BlobEndpoint=http://127.0.0.1:{self.port}/{ACCOUNT};"
+            f"DefaultEndpointsProtocol={scheme};AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+            f"BlobEndpoint={self.blob_service_uri};"
         )
+
+    def _tls_arguments(self) -> list[str]:
+        if not self.oauth:
+            return []
+        self._tempdir = tempfile.TemporaryDirectory(prefix="azurite-tls-")
+        cert, key = self_signed_certificate(Path(self._tempdir.name))
+        self.cert_file = cert
+        return ["--cert", str(cert), "--key", str(key), "--oauth", "basic"]
 
     def start(self, attempts: int = 3) -> None:
         """Start Azurite on a free port (retrying if another process grabbed the port first)."""
@@ -62,6 +87,7 @@ class Azurite:
         node = shutil.which("node")
         if node is None:
             raise RuntimeError("Node.js is required for Azurite: install it and run `npm ci`")
+        tls = self._tls_arguments()
         for attempt in range(attempts):
             self.port = free_port()
             self._process = subprocess.Popen(
@@ -78,6 +104,7 @@ class Azurite:
                     "--skipApiVersionCheck",
                     "--loose",
                     "--silent",
+                    *tls,
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -86,12 +113,19 @@ class Azurite:
                 wait_for_port(self.port, timeout=30, process=self._process)
                 return
             except RuntimeError:
-                self.stop()
+                self._stop_process()
                 if attempt == attempts - 1:
+                    self.stop()
                     raise
 
     def stop(self) -> None:
-        """Stop the emulator (its data is lost: it is in memory)."""
+        """Stop the emulator (its data is lost: it is in memory) and remove its certificate."""
+        self._stop_process()
+        if self._tempdir is not None:
+            self._tempdir.cleanup()
+            self._tempdir = None
+
+    def _stop_process(self) -> None:
         if self._process is not None:
             self._process.terminate()
             try:

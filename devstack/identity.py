@@ -6,12 +6,24 @@ The real ``azure-identity`` library gets its tokens here when ``IDENTITY_ENDPOIN
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import secrets
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 from aiohttp import web
+
+TENANT_ID = "72f988bf-0000-4000-8000-00000000c0de"
+SYSTEM_IDENTITY = "00000000-0000-0000-0000-000000000000"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 @dataclass(frozen=True)
@@ -32,16 +44,42 @@ class TokenAuthority:
         self._tokens: dict[str, IssuedToken] = {}
         self._revoked_before = 0.0
         self._lock = threading.Lock()
+        self._key = secrets.token_bytes(32)
         self.issued = 0
+        self.issued_for: Counter[str] = Counter()
 
     def issue(self, resource: str, client_id: str | None) -> tuple[str, IssuedToken]:
-        """Mint a token for ``resource``."""
+        """Mint a token for ``resource``.
+
+        Tokens are shaped like Entra ID access tokens (a JWT with ``aud``, ``iss``, ``nbf``,
+        ``exp``), which is what Azurite's OAuth mode checks; the simulator instead looks the
+        token up in this authority's own table.
+        """
         now = time.time()
-        token = "simtoken-" + secrets.token_urlsafe(24)
         info = IssuedToken(resource.rstrip("/"), client_id, now, now + self.lifetime)
+        claims = {
+            "aud": info.resource,
+            "iss": f"https://sts.windows.net/{TENANT_ID}/",
+            "iat": int(now),
+            "nbf": int(now) - 60,
+            "exp": int(info.expires_at),
+            "tid": TENANT_ID,
+            "appid": client_id or SYSTEM_IDENTITY,
+            "oid": client_id or SYSTEM_IDENTITY,
+            "jti": secrets.token_hex(8),
+        }
+        token = ".".join(
+            _b64(part)
+            for part in (
+                json.dumps({"alg": "HS256", "typ": "JWT"}).encode(),
+                json.dumps(claims).encode(),
+            )
+        )
+        token += "." + _b64(hmac.new(self._key, token.encode(), hashlib.sha256).digest())
         with self._lock:
             self._tokens[token] = info
             self.issued += 1
+            self.issued_for[info.resource] += 1
         return token, info
 
     def revoke_all(self) -> None:
@@ -96,7 +134,7 @@ def identity_app(authority: TokenAuthority, header_secret: str) -> web.Applicati
                 "expires_on": str(int(info.expires_at)),
                 "resource": resource,
                 "token_type": "Bearer",
-                "client_id": client_id or "00000000-0000-0000-0000-000000000000",
+                "client_id": client_id or SYSTEM_IDENTITY,
             }
         )
 
