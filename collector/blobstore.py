@@ -31,10 +31,11 @@ JSON_CONTENT = ContentSettings(content_type="application/json; charset=utf-8")
 class BlockBlobWriter:
     """Streams JSONL lines into one block blob that appears only when committed.
 
-    Blocks get random IDs per writer, so two writers of the same blob (two runs reading one
-    window at once) never commit each other's blocks. Storage discards a blob's other
-    uncommitted blocks when one block list is committed, so the second writer's commit fails:
-    that is reported as ``StateConflictError``, the same as losing the watermark race.
+    Blocks get random IDs per writer, so two writers of the same blob never commit each
+    other's blocks: whichever commits last replaces the blob whole. Storage discards a blob's
+    other uncommitted blocks at each commit; a writer whose staged blocks were discarded that
+    way fails its commit with ``StateConflictError``. (Source leases keep runs from writing
+    one source at once; this is the last line of defence.)
     """
 
     def __init__(self, blob: BlobClient, block_size: int = BLOCK_SIZE) -> None:
@@ -64,8 +65,7 @@ class BlockBlobWriter:
 
     async def commit(self, metadata: dict[str, str]) -> None:
         """Stage what is buffered and commit the block list: the blob appears whole at once."""
-        if self._buffer:
-            await self._stage()
+        await self.flush()
         try:
             await self._blob.commit_block_list(
                 [BlobBlock(block_id=i) for i in self._block_ids],
@@ -78,6 +78,16 @@ class BlockBlobWriter:
             raise StateConflictError(
                 f"{self.name} was committed by another run while this one wrote it"
             ) from exc
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held in memory, not yet staged."""
+        return len(self._buffer)
+
+    async def flush(self) -> None:
+        """Stage what is buffered now (to free memory), even if less than a block."""
+        if self._buffer:
+            await self._stage()
 
     async def _stage(self) -> None:
         block_id = f"{self._prefix}{len(self._block_ids):08d}"
@@ -117,7 +127,7 @@ class BlobStore:
         Returns the new ETag; raises ``StateConflictError`` when another writer came first.
         """
         blob = self._container.get_blob_client(name)
-        data = json.dumps(document, indent=1, sort_keys=True).encode("utf-8")
+        data = _json_bytes(document)
         # overwrite=False sends If-None-Match: * (create only).
         condition: dict[str, Any] = (
             {"overwrite": True, "etag": etag, "match_condition": MatchConditions.IfNotModified}
@@ -130,6 +140,17 @@ class BlobStore:
             raise StateConflictError(f"{name} was changed by another run") from exc
         return str(result["etag"])
 
+    async def put_json(self, name: str, document: Any) -> None:
+        """Write a JSON document unconditionally (manifests: the last writer is right)."""
+        blob = self._container.get_blob_client(name)
+        await blob.upload_blob(_json_bytes(document), overwrite=True, content_settings=JSON_CONTENT)
+
+    async def delete(self, names: list[str]) -> None:
+        """Delete blobs; ones already gone are fine."""
+        for name in names:
+            with suppress(ResourceNotFoundError):
+                await self._container.delete_blob(name)
+
     async def list_names(self, prefix: str = "") -> list[str]:
         """Return the names of all blobs under ``prefix``, sorted."""
         return sorted([b.name async for b in self._container.list_blobs(name_starts_with=prefix)])
@@ -138,6 +159,10 @@ class BlobStore:
         """Return a blob's content."""
         downloader = await self._container.get_blob_client(name).download_blob()
         return await downloader.readall()
+
+
+def _json_bytes(document: Any) -> bytes:
+    return json.dumps(document, indent=1, sort_keys=True, ensure_ascii=False).encode("utf-8")
 
 
 @asynccontextmanager

@@ -70,3 +70,7 @@ class PagingError(GraphDataError):
 
 class StateConflictError(CollectorError):
     """Another run changed a source's state blob first (its ETag no longer matches)."""
+
+
+class SourceBusyError(StateConflictError):
+    """Another live run holds a source's lease; this run leaves the source alone."""

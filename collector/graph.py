@@ -11,8 +11,9 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 from yarl import URL
@@ -27,6 +28,8 @@ log = logging.getLogger("collector.graph")
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 """Throttling and transient server errors; every other error status fails at once."""
+MAX_EMPTY_PAGES = 100
+"""Empty pages with a nextLink followed in a row before paging is declared broken."""
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,10 @@ class RetryPolicy:
     max_attempts: int = 8
     base_delay: float = 1.0
     max_delay: float = 60.0
-    max_retry_after: float = 300.0
+    max_total_wait: float = 600.0
+    """Seconds one request may spend waiting between attempts; ``Retry-After`` is honoured in
+    full, but a request that would wait longer in total fails instead (the window stays for
+    the next run), so a run never outlives the Functions timeout on one request."""
 
     def backoff(self, attempt: int, jitter: float) -> float:
         """Exponential backoff for retry ``attempt`` (1-based), jittered to 50-100 %."""
@@ -66,7 +72,7 @@ class Page:
 def window_url(endpoint: str, source: Source, window: Window) -> str:
     """Return the first-page URL of ``window`` with URL-encoded ISO 8601 UTC parameters."""
 
-    def param(moment: Any) -> str:
+    def param(moment: datetime) -> str:
         return quote(format_instant(moment), safe="")
 
     return endpoint + source.path(param(window.start), param(window.end))
@@ -83,6 +89,8 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:  # "-0000" means UTC too
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
@@ -123,7 +131,7 @@ class GraphClient:
         """
         url = window_url(self._endpoint, source, window)
         seen = {url}
-        number = 0
+        number = empty_run = 0
         while True:
             number += 1
             body, request_id = await self._get(url, stats)
@@ -139,18 +147,34 @@ class GraphClient:
             link = document.get("@odata.nextLink")
             if link is None:
                 return
-            if not isinstance(link, str) or not link.startswith(("https://", "http://")):
-                raise GraphDataError(f"{where}: @odata.nextLink is not an absolute URL: {link!r}")
+            empty_run = 0 if rows else empty_run + 1
+            self._check_link(link, where)
             if link in seen:
                 raise PagingError(f"{where}: @odata.nextLink repeats an earlier page: {link}")
+            if empty_run >= MAX_EMPTY_PAGES:
+                raise PagingError(
+                    f"{where}: {empty_run} empty pages in a row, each with a nextLink"
+                )
             seen.add(link)
             url = link
+
+    def _check_link(self, link: object, where: str) -> None:
+        """Refuse a nextLink that is not an absolute URL on the configured Graph endpoint:
+        following it would send the bearer token elsewhere."""
+        if not isinstance(link, str):
+            raise GraphDataError(f"{where}: @odata.nextLink is not a string: {link!r}")
+        parts, home = urlsplit(link), urlsplit(self._endpoint)
+        if (parts.scheme, parts.netloc.lower()) != (home.scheme, home.netloc.lower()):
+            raise GraphDataError(
+                f"{where}: @odata.nextLink leaves {home.scheme}://{home.netloc}: {link!r}"
+            )
 
     async def _get(self, url: str, stats: RequestStats) -> tuple[bytes, str | None]:
         """GET ``url`` with retries; return the 200 body and Graph's request-id."""
         token = await self._tokens.token()
         refreshed = False
         attempt = 0
+        waited = 0.0
         while True:
             attempt += 1
             stats.requests += 1
@@ -191,10 +215,12 @@ class GraphClient:
                 if status == 429:
                     stats.throttled += 1
                 delay = (
-                    min(retry_after, self._retry.max_retry_after)
+                    retry_after
                     if retry_after is not None
                     else self._retry.backoff(attempt, random.random())
                 )
+                if waited + delay > self._retry.max_total_wait:
+                    raise GraphError(status, code, message, request_id, url, attempt)
                 log.warning(
                     "Graph HTTP %s %s [request-id %s]; retrying in %.1fs (attempt %d of %d)",
                     status,
@@ -205,4 +231,5 @@ class GraphClient:
                     self._retry.max_attempts,
                 )
             stats.retries += 1
+            waited += delay
             await self._sleep(delay)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Set
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -24,24 +24,38 @@ class PageSplit:
     """A page's rows as JSONL lines grouped by UTC event date, with counts."""
 
     lines: dict[date, list[str]] = field(default_factory=dict)
+    keys: set[str] = field(default_factory=set)
+    """Keys of the rows of this page (to recognise repeats on the next page)."""
     rows: int = 0
+    duplicates: int = 0
+    """Rows whose key was already on this page or the previous one: dropped."""
     boundary_skipped: int = 0
     """Rows stamped exactly at the window's end: they belong to the next window."""
     outside: int = 0
     """Rows whose event time lies outside the window (kept, in their own date's folder)."""
 
 
-def split_page(source: Source, window: Window, rows: Iterable[Any]) -> PageSplit:
+def split_page(
+    source: Source, window: Window, rows: Iterable[Any], previous_keys: Set[str] = frozenset()
+) -> PageSplit:
     """Validate ``rows`` of one page of ``window`` and group their JSONL lines by event date.
 
-    A row whose event time equals the window's exclusive end is dropped: if Graph treats
-    ``toDateTime`` as inclusive (as documented for PSTN), the next window returns it again.
+    A row whose key is on this page already or on the previous page (``previous_keys``) is
+    dropped: offset paging shifts rows across page boundaries when rows arrive meanwhile.
+    For sources that filter on their event time, a row stamped exactly at the window's
+    exclusive end is dropped too: if Graph treats ``toDateTime`` as inclusive (as documented
+    for PSTN), the next window returns it again.
     """
     start, end = to_ticks(window.start), to_ticks(window.end)
     split = PageSplit()
     for index, row in enumerate(rows):
         ticks = event_ticks(source, row, index)
-        if ticks == end:
+        key = row[source.key_field]
+        if key in split.keys or key in previous_keys:
+            split.duplicates += 1
+            continue
+        split.keys.add(key)
+        if ticks == end and source.filters_on_event_time:
             split.boundary_skipped += 1
             continue
         if not start <= ticks < end:

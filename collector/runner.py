@@ -1,29 +1,64 @@
-"""One collection cycle: for every source, read the due windows and archive them."""
+"""One collection cycle: for every source, settle old days, then read the new windows.
+
+Per source, under a lease (one live run per source):
+
+1. a window left ``pending`` by a run that died is read again exactly;
+2. **settle**: whole days older than the lateness horizon are read again in windows of up to
+   89 days, written as one ``settled-<date>.jsonl`` blob per day, and the provisional
+   ``part-*`` blobs they replace are deleted; a manifest marks each settled day;
+3. **provisional**: ``[watermark, now - lag)`` is read in windows of at most one day, each
+   written as ``part-<window>.jsonl`` blobs.
+
+The watermarks move only after a window's blobs are committed.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Literal
 
 import aiohttp
 from azure.core.exceptions import AzureError
 
 from .auth import CredentialFactory, TokenProvider, credential_factory
-from .blobstore import BlobStore, BlockBlobWriter, open_store
-from .errors import CollectorError, GraphDataError, StateConflictError
+from .blobstore import BlobStore, open_store
+from .errors import CollectorError, ConfigError, GraphDataError, StateConflictError
 from .graph import GraphClient, RequestStats, RetryPolicy
-from .layout import data_blob_name
+from .layout import (
+    PART_PREFIX,
+    SETTLED_PREFIX,
+    day_prefix,
+    manifest_name,
+    part_blob_name,
+    part_window,
+    settled_blob_name,
+)
+from .partitions import CommittedBlob, PartitionWriter
 from .rows import RowError, split_page
 from .settings import Settings
 from .sources import Source
-from .state import StateStore
+from .state import PROVISIONAL, SETTLE, Pending, SourceLease
 from .timefmt import format_instant
-from .windows import Window, plan_windows, run_end
+from .windows import (
+    Window,
+    next_settle_span,
+    plan_windows,
+    run_end,
+    settle_horizon,
+    settle_window,
+    window_days,
+)
 
 log = logging.getLogger("collector")
+
+MAX_HISTORY = timedelta(days=365)
+"""Oldest start accepted: Graph keeps PSTN and direct-routing logs 150-365 days by country."""
 
 
 @dataclass
@@ -31,17 +66,22 @@ class SourceReport:
     """What one cycle did for one source."""
 
     source: str
-    status: str = "ok"
+    status: Literal["ok", "failed", "yielded"] = "ok"
     """``ok``; ``failed`` (error set, watermark kept); ``yielded`` (another run owns the source)."""
     windows: int = 0
+    settled_days: int = 0
     rows: int = 0
     pages: int = 0
     blobs: int = 0
     boundary_skipped: int = 0
     outside_window: int = 0
+    duplicates: int = 0
+    out_of_time: bool = False
+    """True when the time budget stopped the run at a window boundary; the next run goes on."""
     stats: RequestStats = field(default_factory=RequestStats)
     watermark_before: datetime | None = None
     watermark_after: datetime | None = None
+    settled_after: datetime | None = None
     error: str | None = None
     seconds: float = 0.0
 
@@ -52,12 +92,14 @@ class SourceReport:
             return "none" if moment is None else format_instant(moment)
 
         line = (
-            f"{self.source}: {self.status} windows={self.windows} rows={self.rows} "
-            f"pages={self.pages} requests={self.stats.requests} retries={self.stats.retries} "
-            f"throttled={self.stats.throttled} blobs={self.blobs} "
+            f"{self.source}: {self.status} windows={self.windows} settled_days={self.settled_days} "
+            f"rows={self.rows} pages={self.pages} requests={self.stats.requests} "
+            f"retries={self.stats.retries} throttled={self.stats.throttled} blobs={self.blobs} "
             f"watermark {stamp(self.watermark_before)} -> {stamp(self.watermark_after)} "
-            f"({self.seconds:.1f}s)"
+            f"settled {stamp(self.settled_after)} ({self.seconds:.1f}s)"
         )
+        if self.out_of_time:
+            line += " time budget reached: the next run continues"
         return f"{line} error: {self.error}" if self.error else line
 
 
@@ -87,7 +129,7 @@ async def run_cycle(
     storage_credentials: CredentialFactory | None = None,
 ) -> RunReport:
     """Collect every configured source up to ``now - lag`` (``now`` defaults to the clock)."""
-    now = (now or datetime.now(UTC)).astimezone(UTC)
+    cycle = _Cycle(settings, (now or datetime.now(UTC)).astimezone(UTC))
     tokens = TokenProvider(
         graph_credentials or credential_factory(settings.identity_client_id), settings.graph_scope
     )
@@ -103,34 +145,34 @@ async def run_cycle(
                     timeout=settings.graph_timeout,
                     retry=retry,
                 )
-                collector = _SourceCollector(settings, graph, store, now)
-                reports = await asyncio.gather(*(collector.run(s) for s in settings.sources))
+                reports = await asyncio.gather(
+                    *(cycle.collect(source, graph, store) for source in settings.sources)
+                )
     finally:
         await tokens.close()
     return RunReport(list(reports))
 
 
-class _SourceCollector:
-    """Collects sources for one cycle; instances hold only what all sources share."""
+class _Cycle:
+    """What every source of one cycle shares: settings, 'now', run id and deadline."""
 
-    def __init__(
-        self, settings: Settings, graph: GraphClient, store: BlobStore, now: datetime
-    ) -> None:
-        self._settings = settings
-        self._graph = graph
-        self._store = store
-        self._states = StateStore(store)
-        self._now = now
+    def __init__(self, settings: Settings, now: datetime) -> None:
+        self.settings = settings
+        self.now = now
+        self.run_id = uuid.uuid4().hex[:12]
+        self.deadline = time.monotonic() + settings.time_budget
 
-    async def run(self, source: Source) -> SourceReport:
+    async def collect(self, source: Source, graph: GraphClient, store: BlobStore) -> SourceReport:
         """Collect one source; errors end this source only and are reported, not raised."""
         report = SourceReport(source.name)
         began = time.monotonic()
+        lease = SourceLease(store, source, self.run_id, self.settings.lease_seconds)
         try:
-            await self._collect(source, report)
+            async with lease.held():
+                await _SourceRun(self, source, graph, store, lease, report).run()
         except StateConflictError as exc:
             report.status = "yielded"
-            report.error = f"another run is collecting {source.name} ({exc}); stopped cleanly"
+            report.error = f"{exc}; this run leaves {source.name} alone"
             log.warning("%s: %s", source.name, report.error)
         except (CollectorError, AzureError) as exc:
             report.status = "failed"
@@ -143,55 +185,188 @@ class _SourceCollector:
         report.seconds = time.monotonic() - began
         return report
 
-    async def _collect(self, source: Source, report: SourceReport) -> None:
-        state = await self._states.load(source)
-        end = run_end(self._now, self._settings.lag)
-        start = state.watermark or self._settings.start or default_start(end)
-        report.watermark_before = state.watermark
-        report.watermark_after = state.watermark
-        windows = plan_windows(start, end)
+
+class _SourceRun:
+    """The work of one cycle on one source."""
+
+    def __init__(
+        self,
+        cycle: _Cycle,
+        source: Source,
+        graph: GraphClient,
+        store: BlobStore,
+        lease: SourceLease,
+        report: SourceReport,
+    ) -> None:
+        self._cycle = cycle
+        self._settings = cycle.settings
+        self._source = source
+        self._graph = graph
+        self._store = store
+        self._lease = lease
+        self._report = report
+
+    async def run(self) -> None:
+        state = self._lease.state
+        end = run_end(self._cycle.now, self._settings.lag)
+        horizon = settle_horizon(self._cycle.now, end, self._settings.lateness)
+        start = state.watermark or self._first_start(end)
+        self._report.watermark_before = state.watermark
+        if state.watermark is None or (horizon is not None and state.settled is None):
+            # First run (or settling just switched on): settling starts where reading does.
+            state = await self._lease.update(
+                watermark=start, settled=start if horizon is not None else None
+            )
+        self._report.watermark_after = state.watermark
+        self._report.settled_after = state.settled
         if state.pending is not None:
-            # A run died inside this window: read exactly it again so its blobs are replaced.
-            log.info("%s: re-reading unfinished window %s", source.name, state.pending)
-            windows = [state.pending, *plan_windows(state.pending.end, end)]
+            log.info("%s: re-reading unfinished %s", self._source.name, _describe(state.pending))
+            if state.pending.kind == SETTLE:
+                await self._settle(state.pending.window)
+            else:
+                await self._provisional(state.pending.window)
+        if horizon is not None:
+            await self._settle_phase(horizon)
+        await self._provisional_phase(end)
+
+    def _first_start(self, end: datetime) -> datetime:
+        start = self._settings.start or default_start(end)
+        if start < self._cycle.now - MAX_HISTORY:
+            raise ConfigError(
+                "COLLECTOR_START",
+                format_instant(start),
+                f"at most {MAX_HISTORY.days} days before now: Graph keeps call logs "
+                "150-365 days depending on the country, so older windows would read nothing",
+            )
+        return start
+
+    def _out_of_time(self) -> bool:
+        if time.monotonic() < self._cycle.deadline:
+            return False
+        self._report.out_of_time = True
+        log.warning(
+            "%s: time budget of %.0fs reached; stopping at a window boundary, the next run "
+            "continues",
+            self._source.name,
+            self._settings.time_budget,
+        )
+        return True
+
+    async def _settle_phase(self, horizon: datetime) -> None:
+        span = 1
+        while True:
+            settled = self._lease.state.settled
+            if settled is None or settled >= horizon or self._out_of_time():
+                return
+            pages = await self._settle(settle_window(settled, horizon, span))
+            span = next_settle_span(span, pages)
+
+    async def _provisional_phase(self, end: datetime) -> None:
+        watermark = self._lease.state.watermark
+        assert watermark is not None
+        windows = plan_windows(watermark, end)
         if not windows:
-            log.info("%s: up to date (watermark %s)", source.name, format_instant(start))
+            log.info("%s: up to date (watermark %s)", self._source.name, format_instant(watermark))
         for number, window in enumerate(windows, 1):
-            state = await self._states.save(source, state, window.start, window, self._now)
-            rows = await self._collect_window(source, window, report)
-            state = await self._states.save(source, state, window.end, None, self._now)
-            report.windows += 1
-            report.watermark_after = window.end
-            log.info(
-                "%s: window %d/%d %s committed: %d rows (run so far: %d rows, %d requests)",
-                source.name,
-                number,
-                len(windows),
-                window,
-                rows,
-                report.rows,
-                report.stats.requests,
+            if self._out_of_time():
+                return
+            await self._provisional(window, f" {number}/{len(windows)}")
+
+    async def _provisional(self, window: Window, progress: str = "") -> None:
+        await self._lease.update(pending=Pending(PROVISIONAL, window))
+        blobs, pages = await self._read(
+            window, lambda day: part_blob_name(self._source, day, window)
+        )
+        state = await self._lease.update(watermark=window.end, pending=None)
+        self._done(window, progress, blobs, pages)
+        self._report.watermark_after = state.watermark
+
+    async def _settle(self, window: Window) -> int:
+        """Read ``window`` again as final data: one blob per day, replacing the day's parts."""
+        await self._lease.update(pending=Pending(SETTLE, window))
+        days = set(window_days(window))
+        source = self._source
+
+        def name_for(day: date) -> str:
+            # Rows outside the window (not expected from Graph) keep a provisional-style name
+            # so they can never overwrite another day's settled blob.
+            return (
+                settled_blob_name(source, day)
+                if day in days
+                else part_blob_name(source, day, window)
             )
 
-    async def _collect_window(self, source: Source, window: Window, report: SourceReport) -> int:
-        """Read ``window`` page by page into its blobs, commit them, and return its row count."""
-        writers: dict[date, BlockBlobWriter] = {}
-        rows = 0
+        blobs, pages = await self._read(window, name_for)
+        await self._replace_parts(window, sorted(days), {b.name for b in blobs})
+        rows = {b.day: b for b in blobs}
+        for day in sorted(days):
+            await self._store.put_json(
+                manifest_name(source, day), self._manifest(day, window, rows.get(day))
+            )
+        watermark = self._lease.state.watermark
+        state = await self._lease.update(
+            settled=window.end,
+            watermark=window.end if watermark is None or watermark < window.end else watermark,
+            pending=None,
+        )
+        self._report.settled_days += len(days)
+        self._report.settled_after = state.settled
+        self._report.watermark_after = state.watermark
+        self._done(window, " (settle)", blobs, pages)
+        return pages
+
+    async def _replace_parts(self, window: Window, days: list[date], written: set[str]) -> None:
+        """Delete the day folders' blobs that the settled blobs replace."""
+        stale: list[str] = []
+        for day in days:
+            for name in await self._store.list_names(day_prefix(self._source, day)):
+                leaf = name.rsplit("/", 1)[-1]
+                if name in written:
+                    continue
+                if leaf.startswith(SETTLED_PREFIX):
+                    stale.append(name)  # an earlier settle of a day that now has no rows
+                elif leaf.startswith(PART_PREFIX):
+                    read = part_window(name)
+                    if read is not None and window.start <= read.start and read.end <= window.end:
+                        stale.append(name)
+        await self._store.delete(stale)
+
+    def _manifest(self, day: date, window: Window, blob: CommittedBlob | None) -> dict[str, object]:
+        day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        return {
+            "source": self._source.name,
+            "date": day.isoformat(),
+            "status": "settled",
+            "blob": None if blob is None else blob.name,
+            "rows": 0 if blob is None else blob.rows,
+            "coveredFrom": format_instant(max(day_start, window.start)),
+            "coveredTo": format_instant(min(day_start + timedelta(days=1), window.end)),
+            "settledAt": format_instant(datetime.now(UTC).replace(microsecond=0)),
+            "lateness": f"PT{int(self._settings.lateness.total_seconds() // 3600)}H",
+        }
+
+    async def _read(
+        self, window: Window, name_for: Callable[[date], str]
+    ) -> tuple[list[CommittedBlob], int]:
+        """Read ``window`` page by page into its blobs and commit them."""
+        writer = PartitionWriter(self._store, name_for)
+        pages = 0
+        previous_keys: set[str] = set()
+        source, report = self._source, self._report
         async for page in self._graph.pages(source, window, report.stats):
             try:
-                split = split_page(source, window, page.rows)
+                split = split_page(source, window, page.rows, previous_keys)
             except RowError as exc:
                 raise GraphDataError(
                     f"{source.name} window {window} page {page.number} "
                     f"[request-id {page.request_id}]: {exc}; nothing of this window was committed"
                 ) from None
-            for day, lines in split.lines.items():
-                writer = writers.get(day)
-                if writer is None:
-                    writer = writers[day] = self._store.writer(data_blob_name(source, day, window))
-                await writer.write_lines(lines)
-            rows += split.rows
+            await writer.add(split.lines)
+            previous_keys = split.keys
+            pages += 1
+            report.duplicates += split.duplicates
             report.pages += 1
+            report.rows += split.rows
             report.boundary_skipped += split.boundary_skipped
             report.outside_window += split.outside
             if split.outside:
@@ -202,13 +377,30 @@ class _SourceCollector:
                     page.number,
                     window,
                 )
+        # Renew (a conditional write) right before committing: a run that stalled past its
+        # lease and was taken over finds out here, before it can replace the newer blobs.
+        await self._lease.update()
         metadata = {
             "source": source.name,
             "windowStart": format_instant(window.start),
             "windowEnd": format_instant(window.end),
         }
-        for writer in writers.values():
-            await writer.commit({**metadata, "rows": str(writer.lines)})
-        report.rows += rows
-        report.blobs += len(writers)
-        return rows
+        return await writer.commit(metadata), pages
+
+    def _done(self, window: Window, label: str, blobs: list[CommittedBlob], pages: int) -> None:
+        self._report.windows += 1
+        self._report.blobs += len(blobs)
+        log.info(
+            "%s: window%s %s committed: %d rows, %d pages (run so far: %d rows, %d requests)",
+            self._source.name,
+            label,
+            window,
+            sum(b.rows for b in blobs),
+            pages,
+            self._report.rows,
+            self._report.stats.requests,
+        )
+
+
+def _describe(pending: Pending) -> str:
+    return f"{pending.kind} window {pending.window}"

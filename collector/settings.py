@@ -25,6 +25,9 @@ DEFAULTS: dict[str, str] = {
     "COLLECTOR_CONTAINER": "callrecords",
     "COLLECTOR_LAG_MINUTES": "60",
     "COLLECTOR_SCHEDULE": "0 5 * * * *",
+    "COLLECTOR_LATENESS_HOURS": "48",
+    "COLLECTOR_TIME_BUDGET_SECONDS": "1200",
+    "COLLECTOR_LEASE_SECONDS": "300",
 }
 """Settings with a default; the rest are optional (``COLLECTOR_START``, ``AZURE_CLIENT_ID``,
 ``COLLECTOR_STORAGE__clientId``) or one-of-two required (``COLLECTOR_STORAGE`` or
@@ -42,6 +45,9 @@ SETTING_NAMES: tuple[str, ...] = (
     "COLLECTOR_START",
     "COLLECTOR_LAG_MINUTES",
     "COLLECTOR_SCHEDULE",
+    "COLLECTOR_LATENESS_HOURS",
+    "COLLECTOR_TIME_BUDGET_SECONDS",
+    "COLLECTOR_LEASE_SECONDS",
 )
 """Every setting the collector reads."""
 
@@ -72,6 +78,10 @@ class Settings:
     start: datetime | None
     lag: timedelta
     schedule: str
+    lateness: timedelta
+    time_budget: float
+    """Seconds after which a run starts no new window (catch-up continues next run)."""
+    lease_seconds: float
 
     @property
     def graph_scope(self) -> str:
@@ -204,6 +214,20 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             minutes=_int("COLLECTOR_LAG_MINUTES", _get(env, "COLLECTOR_LAG_MINUTES"), 0, 10_080)
         ),
         schedule=_schedule(_get(env, "COLLECTOR_SCHEDULE")),
+        lateness=timedelta(
+            hours=_int("COLLECTOR_LATENESS_HOURS", _get(env, "COLLECTOR_LATENESS_HOURS"), 0, 720)
+        ),
+        time_budget=float(
+            _int(
+                "COLLECTOR_TIME_BUDGET_SECONDS",
+                _get(env, "COLLECTOR_TIME_BUDGET_SECONDS"),
+                1,
+                86_400,
+            )
+        ),
+        lease_seconds=float(
+            _int("COLLECTOR_LEASE_SECONDS", _get(env, "COLLECTOR_LEASE_SECONDS"), 1, 3_600)
+        ),
     )
 
 

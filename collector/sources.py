@@ -22,6 +22,9 @@ class Source:
     """Row property holding the event time; it decides the row's date partition."""
     key_field: str
     """Row property that identifies a row uniquely."""
+    filters_on_event_time: bool
+    """Graph documents that the window selects rows by ``event_field``. Only then is a row
+    stamped exactly on a window's end known to come again in the next window (and dropped)."""
 
     def path(self, from_param: str, to_param: str) -> str:
         """Return the request path for an already URL-encoded time range."""
@@ -34,8 +37,9 @@ class Source:
 SOURCES: dict[str, Source] = {
     s.name: s
     for s in (
-        Source("sms", "getSmsLog", "beta", "sentDateTime", "id"),
-        Source("direct_routing", "getDirectRoutingCalls", "v1.0", "startDateTime", "id"),
-        Source("pstn", "getPstnCalls", "v1.0", "startDateTime", "id"),
+        # getSmsLog does not say which time its range applies to: keep whatever it returns.
+        Source("sms", "getSmsLog", "beta", "sentDateTime", "id", False),
+        Source("direct_routing", "getDirectRoutingCalls", "v1.0", "startDateTime", "id", True),
+        Source("pstn", "getPstnCalls", "v1.0", "startDateTime", "id", True),
     )
 }

@@ -1,86 +1,209 @@
-"""A source's watermark and in-flight window, kept in one ETag-guarded blob."""
+"""A source's progress and its lease, kept in one ETag-guarded state blob.
+
+``watermark``: the first instant not yet read at all. ``settled``: every instant before it
+was re-read after the lateness horizon and is final. ``pending``: the window being written;
+a run that dies mid-window leaves it set, and the next run reads exactly that window again,
+so its blobs (same names) are replaced rather than joined by overlapping ones. ``owner`` and
+``leaseUntil``: the run that may write this source now (a lease that lapses by itself when
+that run dies).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from .blobstore import BlobStore
+from .errors import SourceBusyError, StateConflictError
 from .layout import state_blob_name
 from .sources import Source
 from .timefmt import format_instant, parse_instant
 from .windows import Window
 
+log = logging.getLogger("collector.state")
+
+PROVISIONAL = "provisional"
+SETTLE = "settle"
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A window whose blobs may be partly written: ``kind`` is provisional or settle."""
+
+    kind: str
+    window: Window
+
 
 @dataclass(frozen=True)
 class SourceState:
-    """Where a source's reading stands.
-
-    ``watermark`` is the first instant not yet archived. ``pending`` is the window being
-    written: a run that dies mid-window leaves it set, and the next run re-reads exactly that
-    window, so its blobs (same names) are replaced rather than joined by overlapping ones.
-    """
+    """What the state blob says about one source."""
 
     watermark: datetime | None = None
-    pending: Window | None = None
-    etag: str | None = None
-
-    def to_document(self, source: Source, now: datetime) -> dict[str, Any]:
-        """Return the JSON document stored for this state."""
-        pending = (
-            None
-            if self.pending is None
-            else {
-                "start": format_instant(self.pending.start),
-                "end": format_instant(self.pending.end),
-            }
-        )
-        return {
-            "source": source.name,
-            "watermark": None if self.watermark is None else format_instant(self.watermark),
-            "pending": pending,
-            "updatedAt": format_instant(now),
-        }
+    settled: datetime | None = None
+    pending: Pending | None = None
+    owner: str | None = None
+    lease_until: float | None = None
 
 
-def state_from_document(document: Any, etag: str | None) -> SourceState:
-    """Parse a stored state document (``None`` for a source never collected)."""
+def _stamp(moment: datetime | None) -> str | None:
+    return None if moment is None else format_instant(moment)
+
+
+def _instant(text: str | None) -> datetime | None:
+    return None if text is None else parse_instant(text)
+
+
+def state_to_document(source: Source, state: SourceState) -> dict[str, Any]:
+    """Return the JSON document stored for ``state``."""
+    pending = state.pending
+    return {
+        "source": source.name,
+        "watermark": _stamp(state.watermark),
+        "settled": _stamp(state.settled),
+        "pending": None
+        if pending is None
+        else {
+            "kind": pending.kind,
+            "start": format_instant(pending.window.start),
+            "end": format_instant(pending.window.end),
+        },
+        "owner": state.owner,
+        "leaseUntil": None
+        if state.lease_until is None
+        else format_instant(datetime.fromtimestamp(state.lease_until, UTC)),
+        "updatedAt": format_instant(datetime.now(UTC)),
+    }
+
+
+def state_from_document(document: Any) -> SourceState:
+    """Parse a stored state document (``None``: a source never collected)."""
     if document is None:
         return SourceState()
     pending = document.get("pending")
-    watermark = document.get("watermark")
+    lease = _instant(document.get("leaseUntil"))
     return SourceState(
-        watermark=None if watermark is None else parse_instant(watermark),
+        watermark=_instant(document.get("watermark")),
+        settled=_instant(document.get("settled")),
         pending=None
         if not pending
-        else Window(parse_instant(pending["start"]), parse_instant(pending["end"])),
-        etag=etag,
+        else Pending(
+            pending.get("kind", PROVISIONAL),
+            Window(parse_instant(pending["start"]), parse_instant(pending["end"])),
+        ),
+        owner=document.get("owner"),
+        lease_until=None if lease is None else lease.timestamp(),
     )
 
 
-class StateStore:
-    """Loads and conditionally saves source states in the container."""
+class SourceLease:
+    """One run's exclusive, self-renewing right to collect one source.
 
-    def __init__(self, store: BlobStore) -> None:
-        self._store = store
+    Every state change goes through ``update``, conditional on the blob's ETag; a background
+    task renews the lease every third of its length. If another run took the source over
+    (this run stalled past its lease), the next ``update`` raises ``StateConflictError``.
+    """
 
-    async def load(self, source: Source) -> SourceState:
-        """Return the stored state of ``source`` with its ETag."""
-        document, etag = await self._store.read_json(state_blob_name(source))
-        return state_from_document(document, etag)
-
-    async def save(
+    def __init__(
         self,
+        store: BlobStore,
         source: Source,
-        previous: SourceState,
-        watermark: datetime,
-        pending: Window | None,
-        now: datetime,
-    ) -> SourceState:
-        """Replace ``previous`` by a new state; fails with ``StateConflictError`` if it changed."""
-        new = SourceState(watermark=watermark, pending=pending)
-        etag = await self._store.write_json(
-            state_blob_name(source), new.to_document(source, now), previous.etag
-        )
-        return SourceState(watermark=watermark, pending=pending, etag=etag)
+        run_id: str,
+        seconds: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._source = source
+        self._name = state_blob_name(source)
+        self._run_id = run_id
+        self._seconds = seconds
+        self._clock = clock
+        self._etag: str | None = None
+        self._lock = asyncio.Lock()
+        self._lost: BaseException | None = None
+        self.state = SourceState()
+
+    async def acquire(self) -> SourceState:
+        """Take the lease, or raise ``SourceBusyError`` while another run holds it."""
+        document, self._etag = await self._store.read_json(self._name)
+        current = state_from_document(document)
+        now = self._clock()
+        if current.owner not in (None, self._run_id) and (current.lease_until or 0) > now:
+            until = datetime.fromtimestamp(current.lease_until or 0, UTC)
+            raise SourceBusyError(
+                f"{self._source.name} is being collected by run {current.owner} "
+                f"(lease until {format_instant(until.replace(microsecond=0))}; a crashed run's "
+                "lease lapses by itself)"
+            )
+        self.state = current
+        try:
+            return await self.update()
+        except StateConflictError:
+            raise SourceBusyError(
+                f"{self._source.name}: another run took the lease at the same moment"
+            ) from None
+
+    async def update(self, **changes: Any) -> SourceState:
+        """Apply ``changes`` to the state, renew the lease and write it conditionally."""
+        async with self._lock:
+            if self._lost is not None:
+                raise StateConflictError(f"lost the lease of {self._source.name}") from self._lost
+            new = replace(
+                self.state, **changes, owner=self._run_id, lease_until=self._clock() + self._seconds
+            )
+            try:
+                self._etag = await self._store.write_json(
+                    self._name, state_to_document(self._source, new), self._etag
+                )
+            except StateConflictError as exc:
+                self._lost = exc
+                raise
+            self.state = new
+            return new
+
+    async def release(self) -> None:
+        """Give the lease up so the next run need not wait for it to lapse."""
+        async with self._lock:
+            if self._lost is not None:
+                return
+            new = replace(self.state, owner=None, lease_until=None)
+            self._etag = await self._store.write_json(
+                self._name, state_to_document(self._source, new), self._etag
+            )
+            self.state = new
+
+    async def _renew_until(self, stop: asyncio.Event) -> None:
+        # Waits on an event rather than being cancelled, so a renewal write is never cut
+        # off halfway (its new ETag would be lost and the release would then fail).
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self._seconds / 3)
+            if stop.is_set():
+                return
+            try:
+                await self.update()
+            except Exception as exc:  # the main task sees it at its next update/check
+                self._lost = self._lost or exc
+                log.warning("%s: lease renewal failed: %s", self._source.name, exc)
+                return
+
+    @contextlib.asynccontextmanager
+    async def held(self) -> AsyncIterator[SourceLease]:
+        """Acquire, keep renewed while the block runs, and release at the end."""
+        await self.acquire()
+        stop = asyncio.Event()
+        renewer = asyncio.create_task(self._renew_until(stop))
+        try:
+            yield self
+        finally:
+            stop.set()
+            await renewer
+            try:
+                await self.release()
+            except Exception as exc:  # the lease then lapses by itself
+                log.warning("%s: could not release the lease: %s", self._source.name, exc)

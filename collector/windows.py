@@ -1,13 +1,14 @@
 """Pure planning of the time windows a run reads.
 
 Windows are half-open ``[start, end)``: Graph's ``toDateTime`` is exclusive, so each
-window starts exactly where the previous one ended and no instant is read twice.
+window starts exactly where the previous one ended (a row stamped exactly on the boundary
+belongs to the later window; see ``rows.split_page``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from .timefmt import compact_instant, format_instant
 
@@ -67,3 +68,48 @@ def plan_windows(start: datetime, end: datetime) -> list[Window]:
         windows.append(Window(cursor, stop))
         cursor = stop
     return windows
+
+
+SETTLE_TARGET_PAGES = 50
+"""Pages a settle window aims at: big enough that sparse history costs few requests, small
+enough that one window finishes well within a run's time budget at Graph's throttle rate."""
+SETTLE_MAX_DAYS = 89
+"""Longest settle window in whole days; with a partial first day it stays within 90 days."""
+
+
+def floor_to_midnight(moment: datetime) -> datetime:
+    """Return 00:00 UTC of ``moment``'s day."""
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def settle_horizon(now: datetime, end: datetime, lateness: timedelta) -> datetime | None:
+    """Return the midnight before which days are settled (None: settling is off).
+
+    A day is settled once ``lateness`` has passed since it ended, and never past what a
+    run reads at all (``end``).
+    """
+    if lateness <= timedelta(0):
+        return None
+    return floor_to_midnight(min(end, now - lateness))
+
+
+def settle_window(start: datetime, horizon: datetime, span_days: int) -> Window:
+    """Return the settle window from ``start``: up to ``span_days`` midnights, ending at one."""
+    days = max(1, min(span_days, SETTLE_MAX_DAYS))
+    return Window(start, min(horizon, next_midnight(start) + timedelta(days=days - 1)))
+
+
+def next_settle_span(span_days: int, pages: int, target: int = SETTLE_TARGET_PAGES) -> int:
+    """Adapt the next settle window's length to how many pages this one took."""
+    if pages * 2 <= target:
+        return min(span_days * 2, SETTLE_MAX_DAYS)
+    if pages > 2 * target:
+        return max(1, span_days // 2)
+    return span_days
+
+
+def window_days(window: Window) -> list[date]:
+    """Return the UTC dates ``window`` covers."""
+    first = window.start.astimezone(UTC).date()
+    last = (window.end - timedelta(microseconds=1)).astimezone(UTC).date()
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]

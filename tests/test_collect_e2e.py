@@ -43,11 +43,16 @@ def test_state_lives_under_underscore_and_data_is_hive_partitioned(stack: Stack)
     assert stack.run(AS_OF) == 0
     names = list(stack.blobs())
     data = [n for n in names if not n.startswith("_")]
-    assert {n for n in names if n.startswith("_")} == {f"_state/{s}.json" for s in ALL}
+    # Nov 20 is older than the 48 h lateness horizon: settled at once, with a manifest.
+    assert {n for n in names if n.startswith("_")} == {f"_state/{s}.json" for s in ALL} | {
+        f"_manifests/{s}/2026-11-20.json" for s in ALL
+    }
     for name in data:
         source, year, month, day, leaf = name.split("/")
         assert source in ALL and year.startswith("year=") and month.startswith("month=")
-        assert day.startswith("day=") and leaf.startswith("part-") and leaf.endswith(".jsonl")
+        assert day.startswith("day=") and leaf.endswith(".jsonl")
+        settled = day == "day=20"
+        assert leaf == "settled-2026-11-20.jsonl" if settled else leaf.startswith("part-")
 
 
 def test_rows_on_window_boundaries_appear_once(stack: Stack) -> None:
@@ -153,7 +158,7 @@ def test_token_rejected_twice_fails_the_source(
 
 
 def test_failed_window_is_reread_exactly_on_the_next_run(stack: Stack) -> None:
-    # Page 3 of direct routing fails for good: the first day's window stays pending.
+    # Page 3 of direct routing fails for good: the first day's (settle) window stays pending.
     sim = stack.graph.simulator
     sim.add_fault(
         Fault("status", count=-1, source="direct_routing", after=2, status=400, code="BadRequest")
@@ -161,7 +166,7 @@ def test_failed_window_is_reread_exactly_on_the_next_run(stack: Stack) -> None:
     assert stack.run(AS_OF, COLLECTOR_SOURCES="direct_routing") == 1
     state = stack.state("direct_routing")
     assert state is not None and state["watermark"] == START
-    assert state["pending"] == {"start": START, "end": "2026-11-21T00:00:00Z"}
+    assert state["pending"] == {"kind": "settle", "start": START, "end": "2026-11-21T00:00:00Z"}
     assert not [n for n in stack.blobs() if n.startswith("direct_routing/")]
     sim.clear_faults()
     # A later run still reads exactly the pending window first, then the rest.

@@ -1,0 +1,55 @@
+"""Streaming one window's rows into one blob per UTC event date, within a memory budget."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+
+from .blobstore import BlobStore, BlockBlobWriter
+
+BUFFER_LIMIT = 16 * 1024 * 1024
+"""Bytes all of a window's blobs may hold in memory together before the largest is staged."""
+
+
+@dataclass(frozen=True)
+class CommittedBlob:
+    """A blob a window wrote."""
+
+    day: date
+    name: str
+    rows: int
+
+
+class PartitionWriter:
+    """Writes a window's rows to the blob ``name_for(day)`` of each row's date.
+
+    A 90-day window may touch 90 blobs at once; their buffers share ``buffer_limit`` so memory
+    stays bounded by a page plus that limit, whatever the window's size.
+    """
+
+    def __init__(
+        self, store: BlobStore, name_for: Callable[[date], str], buffer_limit: int = BUFFER_LIMIT
+    ) -> None:
+        self._store = store
+        self._name_for = name_for
+        self._buffer_limit = buffer_limit
+        self._writers: dict[date, BlockBlobWriter] = {}
+
+    async def add(self, lines_by_day: dict[date, list[str]]) -> None:
+        """Append lines to their day's blob."""
+        for day, lines in lines_by_day.items():
+            writer = self._writers.get(day)
+            if writer is None:
+                writer = self._writers[day] = self._store.writer(self._name_for(day))
+            await writer.write_lines(lines)
+        while sum(w.buffered for w in self._writers.values()) > self._buffer_limit:
+            await max(self._writers.values(), key=lambda w: w.buffered).flush()
+
+    async def commit(self, metadata: dict[str, str]) -> list[CommittedBlob]:
+        """Commit every blob (each appears whole at once) and say what was written."""
+        committed = []
+        for day, writer in sorted(self._writers.items()):
+            await writer.commit({**metadata, "rows": str(writer.lines)})
+            committed.append(CommittedBlob(day, writer.name, writer.lines))
+        return committed
