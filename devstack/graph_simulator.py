@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import threading
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +30,8 @@ from .identity import TokenAuthority
 from .synthetic import Tenant
 
 PAGE_SIZE = 1000
+_PAGE_FAULTS = frozenset({"revoke", "empty", "loop", "shift", "foreign", "corrupt"})
+"""Faults that change a normal answer rather than replace it."""
 MAX_RANGE_TICKS = 90 * 86_400 * 10_000_000
 
 # function name -> (source name, versions served, toDateTime inclusive as documented)
@@ -51,7 +55,10 @@ class Fault:
     connection without answering), ``slow`` (answer after ``delay`` seconds), ``status``
     (answer ``status``/``code``, e.g. a permanent 403), ``garbage`` (200 with a body that is
     not JSON), ``empty`` (an empty page whose nextLink repeats the same rows), ``loop`` (a
-    page whose nextLink is its own URL), ``revoke`` (revoke every token issued so far, so the request meets a real
+    page whose nextLink is its own URL), ``shift`` (the nextLink skips back ``shift`` rows, as
+    offset paging does when rows arrive meanwhile), ``foreign`` (the nextLink points at another
+    host), ``corrupt`` (the page's first row gets ``field`` set to ``value``, or removed when
+    ``value`` is None), ``revoke`` (revoke every token issued so far, so the request meets a real
     401). ``count`` requests are hit (-1: all), after ``after`` matching ones passed.
     """
 
@@ -63,6 +70,9 @@ class Fault:
     delay: float = 0.0
     status: int = 403
     code: str = "Forbidden"
+    field: str | None = None
+    value: Any = None
+    shift: int = 5
 
     def matches(self, source: str) -> bool:
         """True when this fault applies to a request of ``source``."""
@@ -98,6 +108,17 @@ class GraphSimulator:
         self.faults: list[Fault] = []
         self.stats: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self._chaos: tuple[float, random.Random, tuple[Fault, ...]] | None = None
+        self.windows: list[tuple[str, int, int]] = []
+        """(source, fromDateTime, toDateTime) in ticks of every first-page request served."""
+        self.on_request: Callable[[int], None] | None = None
+        """Called with the running count of data requests before each is answered (tests
+        use it to kill the collector at an exact point)."""
+
+    def chaos(self, rate: float, seed: int, menu: tuple[Fault, ...]) -> None:
+        """Hit each data request with probability ``rate`` by a fault drawn from ``menu``."""
+        with self._lock:
+            self._chaos = (rate, random.Random(seed), menu)
 
     def add_fault(self, fault: Fault) -> None:
         """Queue a fault (thread-safe: tests call this from outside the server's loop)."""
@@ -111,6 +132,10 @@ class GraphSimulator:
 
     def _take_fault(self, source: str) -> Fault | None:
         with self._lock:
+            if self._chaos is not None:
+                rate, rng, menu = self._chaos
+                if rng.random() < rate:
+                    return rng.choice(menu)
             for fault in self.faults:
                 if not fault.matches(source):
                     continue
@@ -144,6 +169,8 @@ class GraphSimulator:
             )
         self.stats["requests"] += 1
         self.stats[f"requests:{source}"] += 1
+        if self.on_request is not None:
+            self.on_request(self.stats["requests"])
 
         fault = self._take_fault(source)
         if fault is not None:
@@ -166,7 +193,7 @@ class GraphSimulator:
                 request_id,
             )
 
-        if fault is not None and fault.kind not in ("revoke", "empty", "loop"):
+        if fault is not None and fault.kind not in _PAGE_FAULTS:
             response = await self._apply(fault, request, request_id)
             if response is not None:
                 return response
@@ -186,6 +213,8 @@ class GraphSimulator:
             skip = int(request.query.get("$skip", "0"))
         except ValueError:
             return graph_error(400, "BadRequest", "Invalid $skip.", request_id)
+        if skip == 0:
+            self.windows.append((source, start, end))
         rows = self.tenant.rows(source, start, end, inclusive_end=inclusive)
         page = rows[skip : skip + self.page_size]
         body: dict[str, Any] = {
@@ -203,6 +232,19 @@ class GraphSimulator:
             )
         elif fault is not None and fault.kind == "loop":
             body["@odata.nextLink"] = f"{self.base_url}{request.rel_url.raw_path_qs}"
+        elif fault is not None and fault.kind == "shift" and "@odata.nextLink" in body:
+            body["@odata.nextLink"] = (
+                f"{self.base_url}{raw_path}?$skip={skip + self.page_size - fault.shift}"
+            )
+        elif fault is not None and fault.kind == "foreign" and "@odata.nextLink" in body:
+            body["@odata.nextLink"] = body["@odata.nextLink"].replace("127.0.0.1", "127.0.0.2")
+        elif fault is not None and fault.kind == "corrupt" and page:
+            first = dict(page[0])
+            if fault.value is None:
+                first.pop(fault.field or "id", None)
+            else:
+                first[fault.field or "id"] = fault.value
+            body["value"] = [first, *page[1:]]
         self.stats["rows_served"] += len(page)
         return web.Response(
             body=json.dumps(body, ensure_ascii=False).encode("utf-8"),

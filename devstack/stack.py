@@ -74,6 +74,10 @@ class GraphStack:
         self.simulator.base_url = self.graph_url
         self.identity_endpoint = f"http://127.0.0.1:{identity_port}/msi/token"
 
+    def serve(self, app: web.Application) -> int:
+        """Serve another application (e.g. a test proxy) on this stack's thread; return its port."""
+        return self._servers.serve(app)
+
     @property
     def tenant(self) -> Tenant:
         """The simulated tenant whose rows the simulator serves."""

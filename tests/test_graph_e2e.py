@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import aiohttp
 import pytest
 
-from collector.graph import RetryPolicy, retry_after_seconds
+from collector.auth import TokenProvider, credential_factory
+from collector.errors import GraphError
+from collector.graph import GraphClient, RequestStats, RetryPolicy, retry_after_seconds
+from collector.settings import load_settings
+from collector.sources import SOURCES
+from collector.timefmt import parse_instant
+from collector.windows import Window
 from devstack.graph_simulator import Fault
 
 from .conftest import Stack, assert_archive_matches
@@ -70,3 +79,62 @@ def test_backoff_grows_and_is_capped() -> None:
     policy = RetryPolicy(base_delay=1.0, max_delay=8.0)
     assert [policy.backoff(n, 1.0) for n in (1, 2, 3, 4, 5)] == [1.0, 2.0, 4.0, 8.0, 8.0]
     assert policy.backoff(3, 0.0) == 2.0
+
+
+def test_next_link_to_another_host_is_refused(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack.graph.simulator.add_fault(Fault("foreign", source="direct_routing"))
+    assert stack.run(AS_OF, COLLECTOR_SOURCES="direct_routing") == 1
+    assert "@odata.nextLink leaves http://127.0.0.1" in capsys.readouterr().out
+    assert stack.graph.simulator.stats["requests"] == 1  # the token never went to 127.0.0.2
+
+
+def test_rows_shifted_across_a_page_boundary_are_written_once(stack: Stack) -> None:
+    # Offset paging: rows arriving meanwhile push the next page back by 7 rows.
+    stack.graph.simulator.add_fault(Fault("shift", count=2, shift=7, source="direct_routing"))
+    assert stack.run(AS_OF, COLLECTOR_SOURCES="direct_routing") == 0
+    assert_archive_matches(stack, "direct_routing", START, END)
+
+
+def read_sms_day(stack: Stack, slept: list[float]) -> tuple[list[object], RequestStats]:
+    """Read Nov 20's SMS window with the real client, recording sleeps instead of sleeping."""
+    settings = load_settings({**stack.env, "COLLECTOR_SOURCES": "sms"})
+    stats = RequestStats()
+
+    async def record(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def collect() -> list[object]:
+        tokens = TokenProvider(credential_factory(None), settings.graph_scope)
+        try:
+            async with aiohttp.ClientSession() as session:
+                client = GraphClient(session, tokens, settings.graph_endpoint, sleep=record)
+                window = Window(parse_instant(START), parse_instant("2026-11-21T00:00:00Z"))
+                return [
+                    r async for p in client.pages(SOURCES["sms"], window, stats) for r in p.rows
+                ]
+        finally:
+            await tokens.close()
+
+    return asyncio.run(collect()), stats
+
+
+def test_retry_after_is_honoured_in_full(stack: Stack) -> None:
+    stack.graph.simulator.add_fault(Fault("429", count=2, retry_after=7, source="sms"))
+    slept: list[float] = []
+    rows, stats = read_sms_day(stack, slept)
+    assert slept == [7.0, 7.0]
+    assert stats.throttled == 2 and stats.retries == 2
+    day = stack.tenant.rows_between(
+        "sms", parse_instant(START), parse_instant("2026-11-21T00:00:00Z")
+    )
+    assert rows == day
+
+
+def test_a_request_that_would_wait_too_long_fails_instead(stack: Stack) -> None:
+    stack.graph.simulator.add_fault(Fault("429", count=-1, retry_after=400, source="sms"))
+    slept: list[float] = []
+    with pytest.raises(GraphError, match="HTTP 429 TooManyRequests after 2 attempts"):
+        read_sms_day(stack, slept)
+    assert slept == [400.0]  # a second 400 s wait would pass the 600 s limit

@@ -1,0 +1,363 @@
+"""Exactly-once under late rows, kill -9, concurrent runs, outages and bad data (end to end)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from collector.timefmt import parse_ticks
+from devstack.azurite import ACCOUNT, ACCOUNT_KEY, Azurite
+from devstack.graph_simulator import Fault
+from devstack.proxy import CountingProxy
+
+from .conftest import Stack, assert_archive_matches, data_rows
+
+ROOT = Path(__file__).resolve().parent.parent
+START = "2026-11-20T00:00:00Z"
+FIRST = "2026-11-21T12:00:00Z"  # reads Nov 20-21 provisionally (nothing is 48 h old yet)
+SECOND = "2026-11-23T12:30:00Z"  # settles Nov 20, reads the rest provisionally
+SECOND_END = "2026-11-23T11:30:00Z"
+SOURCES = ("direct_routing", "pstn")
+
+
+LATE_STAMPS = (
+    "2026-11-20T08:15:00.1234567Z",
+    "2026-11-20T23:59:59.9999999Z",
+    "2026-11-21T03:00:00Z",
+)
+
+
+def late_rows(stack: Stack) -> dict[str, str]:
+    """Rows Graph 'ingests' after their window was read (Nov 20 and 21): id -> stamp."""
+    return {
+        stack.tenant.add_row(source, stamp)["id"]: stamp
+        for source in SOURCES
+        for stamp in LATE_STAMPS
+    }
+
+
+def settled_layout_is_clean(stack: Stack, day: str) -> None:
+    """A settled day: one settled blob, no parts, and a manifest whose count matches."""
+    blobs = stack.blobs()
+    for source in SOURCES:
+        folder = f"{source}/year=2026/month=11/day={day[-2:]}/"
+        names = [n for n in blobs if n.startswith(folder)]
+        assert names == [f"{folder}settled-{day}.jsonl"], names
+        manifest = json.loads(blobs[f"_manifests/{source}/{day}.json"])
+        assert manifest["status"] == "settled"
+        assert manifest["rows"] == blobs[names[0]].count(b"\n")
+
+
+def test_late_rows_are_captured_once_by_the_settle_pass(stack: Stack) -> None:
+    env = {"COLLECTOR_SOURCES": ",".join(SOURCES)}
+    assert stack.run(FIRST, **env) == 0
+    late = late_rows(stack)
+    assert stack.run("2026-11-22T12:00:00Z", **env) == 0  # Nov 20 is not 48 h old yet
+    archived = {r["id"] for s in SOURCES for _, r in data_rows(stack.blobs(), s)}
+    assert not archived & set(late)  # provisional data has not seen them
+    assert stack.run(SECOND, **env) == 0  # Nov 20 settles; Nov 21 is still provisional
+    nov21 = {i for i, stamp in late.items() if stamp.startswith("2026-11-21")}
+    for source in SOURCES:
+        assert_archive_matches(stack, source, START, SECOND_END, not_yet=nov21)
+    settled_layout_is_clean(stack, "2026-11-20")
+    assert stack.state("pstn")["settled"] == "2026-11-21T00:00:00Z"  # type: ignore[index]
+    # The Nov 21 late row arrives with the next day's settle pass.
+    assert stack.run("2026-11-24T12:30:00Z", **env) == 0
+    for source in SOURCES:
+        assert_archive_matches(stack, source, START, "2026-11-24T11:30:00Z")
+    settled_layout_is_clean(stack, "2026-11-21")
+
+
+def test_each_instant_is_requested_at_most_twice(stack: Stack) -> None:
+    """Hourly runs over three days: every instant read once provisionally, once settled."""
+    env = {"COLLECTOR_SOURCES": "sms"}
+    for hour in range(1, 24 * 3 + 2):
+        day, at = divmod(hour, 24)
+        assert stack.run(f"2026-11-{20 + day:02d}T{at:02d}:00:00Z", **env) == 0
+    end = parse_ticks("2026-11-23T00:00:00Z")
+    edges = sorted(
+        {parse_ticks(START), end}
+        | {t for _, a, b in stack.graph.simulator.windows for t in (a, b) if t <= end}
+    )
+    requested = stack.graph.simulator.windows
+    for a, b in itertools.pairwise(edges):
+        times = sum(1 for _, lo, hi in requested if lo <= a and b <= hi)
+        assert times == 2 if b <= parse_ticks("2026-11-21T00:00:00Z") else 1 <= times <= 2, (
+            a,
+            times,
+        )
+    assert len(requested) <= 24 * 3 + 2  # ~72 hourly windows + the settle of Nov 20
+    assert_archive_matches(stack, "sms", START, "2026-11-23T00:00:00Z")
+
+
+@dataclass
+class Killer:
+    """Kills the collector process at the n-th Graph request or storage write."""
+
+    kind: str  # "graph" or "before"/"after" (a storage write)
+    at: int
+    pid: int | None = None
+    fired: threading.Event = field(default_factory=threading.Event)
+    requests: int = 0
+
+    def graph(self, _total: int) -> None:
+        self.requests += 1
+        if self.kind == "graph" and self.requests == self.at:
+            self._kill()
+
+    def storage(self, n: int, phase: str) -> bool:
+        if self.kind == phase and n == self.at:
+            self._kill()
+            return True
+        return False
+
+    def _kill(self) -> None:
+        if self.pid is not None and not self.fired.is_set():
+            os.kill(self.pid, signal.SIGKILL)
+            self.fired.set()
+
+
+KILL_POINTS = (
+    [("graph", n) for n in (1, 3, 5, 8, 11, 14)]
+    + [("before", n) for n in (2, 6, 10, 15, 20, 26, 32, 40, 48)]
+    + [("after", n) for n in (4, 8, 13, 18, 24, 30, 37, 45, 52)]
+)
+
+
+@pytest.fixture
+def proxied(stack: Stack, azurite: Azurite) -> Iterator[tuple[Stack, CountingProxy]]:
+    """The stack with storage reached through a counting proxy."""
+    proxy = CountingProxy(f"http://127.0.0.1:{azurite.port}")
+    port = stack.graph.serve(proxy.app())
+    stack.env["COLLECTOR_STORAGE"] = (
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+        f"BlobEndpoint=http://127.0.0.1:{port}/{ACCOUNT};"
+    )
+    stack.env.update(COLLECTOR_SOURCES=",".join(SOURCES), COLLECTOR_LEASE_SECONDS="1")
+    yield stack, proxy
+
+
+def spawn(stack: Stack, as_of: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "collector", "run", "--as-of", as_of],
+        cwd=ROOT,
+        env={**os.environ, **stack.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize(("kind", "at"), KILL_POINTS, ids=[f"{k}{n}" for k, n in KILL_POINTS])
+def test_kill_9_at_any_point_then_a_normal_run_gives_the_exact_dataset(
+    proxied: tuple[Stack, CountingProxy], kind: str, at: int
+) -> None:
+    stack, proxy = proxied
+    assert stack.run(FIRST) == 0  # provisional parts for Nov 20-21
+    late = late_rows(stack)
+    killer = Killer(kind, at)
+    stack.graph.simulator.on_request = killer.graph
+    proxy.writes = 0
+    proxy.on_write = killer.storage
+    process = spawn(stack, SECOND)  # settles Nov 20, reads on: killed somewhere on the way
+    killer.pid = process.pid
+    process.communicate(timeout=120)
+    assert killer.fired.is_set() and process.returncode == -signal.SIGKILL
+    stack.graph.simulator.on_request = None
+    proxy.on_write = None
+    time.sleep(1.1)  # the killed run's lease lapses
+    assert stack.run(SECOND) == 0
+    nov21 = {i for i, stamp in late.items() if stamp.startswith("2026-11-21")}
+    for source in SOURCES:
+        assert_archive_matches(stack, source, START, SECOND_END, not_yet=nov21)
+        state = stack.state(source)
+        assert state is not None and state["pending"] is None and state["owner"] is None
+        assert state["watermark"] == SECOND_END and state["settled"] == "2026-11-21T00:00:00Z"
+    settled_layout_is_clean(stack, "2026-11-20")
+
+
+def test_two_collectors_started_together_never_duplicate(stack: Stack) -> None:
+    stack.env.update(COLLECTOR_SOURCES=",".join(SOURCES))
+    outcomes: list[str] = []
+    for round_ in range(10):
+        # Each round moves "now" on, so both runs always have new windows to fight over.
+        as_of = f"2026-11-{21 + round_ // 4:02d}T{(round_ % 4) * 6:02d}:30:00Z"
+        first, second = spawn(stack, as_of), spawn(stack, as_of)
+        outputs = [p.communicate(timeout=120) for p in (first, second)]
+        assert first.returncode == 0 and second.returncode == 0, outputs
+        lines = [line for out, _ in outputs for line in out.splitlines()]
+        assert not [line for line in lines if ": failed" in line], lines
+        outcomes += [line.split()[1] for line in lines]
+        end = run_end_text(as_of)
+        for source in SOURCES:
+            assert stack.watermark(source) == end, (round_, source)
+            assert_archive_matches(stack, source, START, end)
+    # Both outcomes were seen: real contention happened, and the loser stepped aside cleanly.
+    assert outcomes.count("yielded") >= 5 and outcomes.count("ok") >= 20, outcomes
+
+
+def run_end_text(as_of: str) -> str:
+    """``as_of`` minus the default 60-minute lag, as the collector stamps it."""
+    hour = int(as_of[11:13]) - 1
+    day = int(as_of[8:10]) - (1 if hour < 0 else 0)
+    return f"2026-11-{day:02d}T{hour % 24:02d}:30:00Z"
+
+
+def test_long_outage_of_one_source_then_recovery(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sim = stack.graph.simulator
+    sim.add_fault(Fault("503", count=-1, retry_after=0, source="sms"))
+    for hour in ("06", "12", "18"):
+        assert stack.run(f"2026-11-22T{hour}:00:00Z") == 1
+        out = capsys.readouterr().out
+        sms = next(line for line in out.splitlines() if line.startswith("sms:"))
+        assert "failed" in sms and "HTTP 503 ServiceUnavailable" in sms and "request-id" in sms
+        assert stack.watermark("sms") == START
+        assert "direct_routing: ok" in out and "pstn: ok" in out
+        end = f"2026-11-22T{int(hour) - 1:02d}:00:00Z"
+        for source in ("direct_routing", "pstn"):
+            assert_archive_matches(stack, source, START, end)
+    sim.clear_faults()
+    assert stack.run("2026-11-23T00:00:00Z") == 0
+    for source in ("sms", "direct_routing", "pstn"):
+        assert_archive_matches(stack, source, START, "2026-11-22T23:00:00Z")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("id", None, "has no 'id'"),
+        ("startDateTime", None, "has no 'startDateTime'"),
+        ("startDateTime", "21/11/2026 10:00", "unreadable startDateTime"),
+        ("startDateTime", "2026-11-21T10:00:00", "without a time zone"),
+    ],
+)
+def test_bad_rows_fail_the_window_and_commit_nothing(
+    stack: Stack, capsys: pytest.CaptureFixture[str], field: str, value: str | None, message: str
+) -> None:
+    stack.graph.simulator.add_fault(
+        Fault("corrupt", source="pstn", after=1, field=field, value=value)
+    )
+    assert stack.run(FIRST, COLLECTOR_SOURCES="pstn") == 1
+    line = capsys.readouterr().out
+    assert (
+        message in line
+        and "pstn window [2026-11-20T00:00:00Z, 2026-11-21T00:00:00Z) page 2" in line
+    )
+    assert "request-id" in line and "nothing of this window was committed" in line
+    assert not [n for n in stack.blobs() if n.startswith("pstn/")]
+    assert stack.watermark("pstn") == START
+
+
+def test_randomized_fault_soak_is_complete_and_duplicate_free(stack: Stack) -> None:
+    """Every data request has a 25 % chance of a 429, 503, 504, reset, slow page or empty
+    page, over four simulated days of hourly runs (provisional and settle passes)."""
+    sim = stack.graph.simulator
+    sim.chaos(
+        0.25,
+        seed=2026,
+        menu=(
+            Fault("429", retry_after=0),
+            Fault("503"),
+            Fault("504", retry_after=0),
+            Fault("drop"),
+            Fault("slow", delay=0.05),
+            Fault("empty"),
+        ),
+    )
+    failures = 0
+    runs = 0
+    for hour in range(1, 24 * 4):
+        day, at = divmod(hour, 24)
+        code = stack.run(f"2026-11-{20 + day:02d}T{at:02d}:00:00Z")
+        runs += 1
+        failures += code != 0
+    sim.chaos(0.0, seed=0, menu=(Fault("503"),))
+    assert stack.run("2026-11-24T00:00:00Z") == 0
+    for source in ("sms", "direct_routing", "pstn"):
+        assert_archive_matches(stack, source, START, "2026-11-23T23:00:00Z")
+    faults = {k: v for k, v in sim.stats.items() if k.startswith("fault:")}
+    print(
+        f"\nsoak: {runs} runs, {sim.stats['requests']} requests, {sum(faults.values())} faults "
+        f"survived {dict(sorted(faults.items()))}, {failures} runs with a failed source"
+    )
+    assert sum(faults.values()) >= 50
+
+
+def test_time_budget_stops_at_a_window_boundary_and_the_next_run_continues(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack.graph.simulator.add_fault(Fault("slow", count=-1, delay=0.4, source="direct_routing"))
+    env = {"COLLECTOR_SOURCES": "direct_routing", "COLLECTOR_TIME_BUDGET_SECONDS": "1"}
+    watermarks: list[str] = []
+    for _ in range(12):
+        assert stack.run(SECOND, **env) == 0
+        watermarks.append(stack.watermark("direct_routing") or "")
+        if watermarks[-1] == SECOND_END:
+            break
+    out = capsys.readouterr().out
+    assert "time budget reached: the next run continues" in out
+    assert len(watermarks) >= 3 and watermarks[-1] == SECOND_END
+    assert watermarks == sorted(watermarks)  # steady progress, never backwards
+    assert_archive_matches(stack, "direct_routing", START, SECOND_END)
+
+
+def test_start_older_than_graph_keeps_is_refused(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert stack.run(SECOND, COLLECTOR_START="2025-09-01") == 1
+    out = capsys.readouterr().out
+    assert "COLLECTOR_START='2025-09-01T00:00:00Z'" in out and "365 days" in out
+    assert stack.graph.simulator.stats["requests"] == 0
+
+
+def test_a_live_lease_makes_the_other_run_yield(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    held_until = "2099-01-01T00:00:00Z"
+    stack.container().create_container()
+    stack.container().upload_blob(
+        "_state/pstn.json",
+        json.dumps(
+            {
+                "source": "pstn",
+                "watermark": START,
+                "settled": START,
+                "pending": None,
+                "owner": "other-host",
+                "leaseUntil": held_until,
+            }
+        ),
+    )
+    assert stack.run(SECOND, COLLECTOR_SOURCES="pstn") == 0
+    line = capsys.readouterr().out
+    assert "pstn: yielded" in line and "other-host" in line
+    assert stack.graph.simulator.stats["requests"] == 0
+    # Once that lease has lapsed, the source is collected as usual.
+    state = stack.state("pstn")
+    assert state is not None
+    state["leaseUntil"] = "2026-01-01T00:00:00Z"
+    stack.container().upload_blob("_state/pstn.json", json.dumps(state), overwrite=True)
+    assert stack.run(SECOND, COLLECTOR_SOURCES="pstn") == 0
+    assert_archive_matches(stack, "pstn", START, SECOND_END)
+
+
+def test_lateness_zero_reads_each_window_once_and_never_settles(stack: Stack) -> None:
+    assert stack.run(SECOND, COLLECTOR_LATENESS_HOURS="0", COLLECTOR_SOURCES="sms") == 0
+    names = list(stack.blobs())
+    assert not [n for n in names if "settled-" in n or n.startswith("_manifests/")]
+    assert stack.state("sms")["settled"] is None  # type: ignore[index]
+    assert len(stack.graph.simulator.windows) == 4  # Nov 20, 21, 22, 23 (partial): once each
+    assert_archive_matches(stack, "sms", START, SECOND_END)
