@@ -63,8 +63,13 @@ def _show(connection_string: str) -> dict[str, int]:
     print(f"\nBlobs in container '{CONTAINER}':")
     for blob in container.list_blobs(include=["metadata"]):
         data = container.download_blob(blob.name).readall()
-        if blob.name.startswith("_"):
-            print(f"  {blob.name:<88} {json.loads(data)['watermark']}")
+        if blob.name.startswith("_state/"):
+            state = json.loads(data)
+            print(f"  {blob.name:<88} watermark {state['watermark']}, settled {state['settled']}")
+            continue
+        if blob.name.startswith("_manifests/"):
+            manifest = json.loads(data)
+            print(f"  {blob.name:<88} {manifest['status']}: {manifest['rows']:>6} rows")
             continue
         rows = data.count(b"\n")
         per_source[blob.name.split("/")[0]] += rows

@@ -119,3 +119,17 @@ def test_storage_rejects_a_run_without_a_valid_identity(
     ).get_container_client("anything")
     with pytest.raises(HttpResponseError):
         container.create_container()
+
+
+def test_demo_runs_end_to_end() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "devstack", "demo"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "every row exactly once" in done.stdout
+    assert "settled-" in done.stdout and "part-" in done.stdout and "_manifests/" in done.stdout

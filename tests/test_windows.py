@@ -9,7 +9,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.windows import Window, plan_windows, run_end
+from collector.windows import (
+    Window,
+    floor_to_midnight,
+    next_settle_span,
+    plan_windows,
+    run_end,
+    settle_horizon,
+    settle_window,
+    window_days,
+)
 
 instants = st.datetimes(
     min_value=datetime(2024, 1, 1), max_value=datetime(2027, 1, 1), timezones=st.just(UTC)
@@ -59,3 +68,38 @@ def test_invalid_windows_are_refused() -> None:
 def test_run_end_subtracts_lag_and_floors_to_the_minute() -> None:
     now = datetime(2026, 11, 23, 12, 34, 56, 789, tzinfo=UTC)
     assert run_end(now, timedelta(minutes=60)) == datetime(2026, 11, 23, 11, 34, tzinfo=UTC)
+
+
+def test_settle_horizon_is_the_midnight_lateness_after_a_day_ends() -> None:
+    now = datetime(2026, 11, 23, 12, 30, tzinfo=UTC)
+    end = run_end(now, timedelta(hours=1))
+    assert settle_horizon(now, end, timedelta(hours=48)) == datetime(2026, 11, 21, tzinfo=UTC)
+    assert settle_horizon(now, end, timedelta(hours=6)) == datetime(2026, 11, 23, tzinfo=UTC)
+    assert settle_horizon(now, end, timedelta(0)) is None  # settling off
+    # Never past what the run reads at all (a lag longer than the lateness).
+    late_end = run_end(now, timedelta(days=3))
+    assert settle_horizon(now, late_end, timedelta(hours=1)) == datetime(2026, 11, 20, tzinfo=UTC)
+
+
+@given(instants, st.integers(min_value=1, max_value=200), st.integers(min_value=1, max_value=400))
+def test_settle_windows_end_at_midnight_within_90_days(
+    start: datetime, span: int, days: int
+) -> None:
+    horizon = floor_to_midnight(start) + timedelta(days=days)
+    window = settle_window(start, horizon, span)
+    assert window.start == start and window.end <= horizon
+    assert window.end == floor_to_midnight(window.end)
+    assert window.end - window.start <= timedelta(days=90)
+    assert len(window_days(window)) == min(span, 89, days)
+
+
+def test_settle_span_doubles_when_sparse_and_halves_when_dense() -> None:
+    assert [next_settle_span(s, 1) for s in (1, 2, 64, 89)] == [2, 4, 89, 89]
+    assert next_settle_span(8, 50) == 8
+    assert next_settle_span(8, 101) == 4
+    assert next_settle_span(1, 5000) == 1
+
+
+def test_window_days() -> None:
+    w = Window(datetime(2026, 11, 20, 13, tzinfo=UTC), datetime(2026, 11, 23, tzinfo=UTC))
+    assert [d.day for d in window_days(w)] == [20, 21, 22]
