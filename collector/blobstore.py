@@ -151,6 +151,13 @@ class BlobStore:
             with suppress(ResourceNotFoundError):
                 await self._container.delete_blob(name)
 
+    async def list_with_metadata(self, prefix: str) -> dict[str, dict[str, str]]:
+        """Return the blobs under ``prefix`` with their metadata."""
+        return {
+            b.name: dict(b.metadata or {})
+            async for b in self._container.list_blobs(name_starts_with=prefix, include=["metadata"])
+        }
+
     async def list_names(self, prefix: str = "") -> list[str]:
         """Return the names of all blobs under ``prefix``, sorted."""
         return sorted([b.name async for b in self._container.list_blobs(name_starts_with=prefix)])

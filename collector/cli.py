@@ -8,14 +8,14 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from azure.core.exceptions import AzureError
 
 from .errors import CollectorError, ConfigError
 from .runner import RunReport, run_cycle
 from .settings import load_settings
-from .timefmt import InstantParseError, parse_instant
+from .timefmt import InstantParseError, format_instant, parse_instant
 
 EXIT_OK = 0
 EXIT_SOURCE_FAILED = 1
@@ -56,7 +56,11 @@ def log_report(report: RunReport, logger: logging.Logger) -> None:
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.as_of is not None and args.as_of > datetime.now(UTC):
+        # Reading ahead of the clock would advance watermarks past rows that do not exist yet.
+        parser.error(f"--as-of {format_instant(args.as_of)} is in the future")
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

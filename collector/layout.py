@@ -7,14 +7,10 @@ ADX prune by path. Everything that is not data sits under a first segment starti
 
 from __future__ import annotations
 
-import re
 from datetime import date
 
 from .sources import Source
-from .timefmt import InstantParseError, parse_instant
 from .windows import Window
-
-_PART = re.compile(r"part-(\d{8}T\d{6}Z)-(\d{8}T\d{6}Z)\.jsonl")
 
 STATE_PREFIX = "_state/"
 MANIFEST_PREFIX = "_manifests/"
@@ -45,20 +41,3 @@ def manifest_name(source: Source, day: date) -> str:
 def state_blob_name(source: Source) -> str:
     """Return the blob holding a source's watermark."""
     return f"{STATE_PREFIX}{source.name}.json"
-
-
-def part_window(name: str) -> Window | None:
-    """Return the window a provisional blob was written by, or None if ``name`` is not one."""
-    match = _PART.fullmatch(name.rsplit("/", 1)[-1])
-    if match is None:
-        return None
-    try:
-        start, end = (parse_instant(_expand(stamp)) for stamp in match.groups())
-        return Window(start, end)
-    except (InstantParseError, ValueError):
-        return None
-
-
-def _expand(stamp: str) -> str:
-    """``20261120T000000Z`` -> ``2026-11-20T00:00:00Z``."""
-    return f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[9:11]}:{stamp[11:13]}:{stamp[13:15]}Z"

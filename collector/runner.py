@@ -32,11 +32,9 @@ from .errors import CollectorError, ConfigError, GraphDataError, StateConflictEr
 from .graph import GraphClient, RequestStats, RetryPolicy
 from .layout import (
     PART_PREFIX,
-    SETTLED_PREFIX,
     day_prefix,
     manifest_name,
     part_blob_name,
-    part_window,
     settled_blob_name,
 )
 from .partitions import CommittedBlob, PartitionWriter
@@ -47,6 +45,7 @@ from .state import PROVISIONAL, SETTLE, Pending, SourceLease
 from .timefmt import format_instant
 from .windows import (
     Window,
+    floor_to_midnight,
     next_settle_span,
     plan_windows,
     run_end,
@@ -212,17 +211,26 @@ class _SourceRun:
         horizon = settle_horizon(self._cycle.now, end, self._settings.lateness)
         start = state.watermark or self._first_start(end)
         self._report.watermark_before = state.watermark
-        if state.watermark is None or (horizon is not None and state.settled is None):
-            # First run (or settling just switched on): settling starts where reading does.
+        if state.watermark is None:
+            # First run: settling starts where reading does.
             state = await self._lease.update(
                 watermark=start, settled=start if horizon is not None else None
             )
+        elif horizon is not None and state.settled is None:
+            # Settling just switched on: from the current day's midnight, so that day's
+            # settled blob covers it whole (earlier days stay provisional).
+            state = await self._lease.update(settled=floor_to_midnight(state.watermark))
         self._report.watermark_after = state.watermark
         self._report.settled_after = state.settled
         if state.pending is not None:
             log.info("%s: re-reading unfinished %s", self._source.name, _describe(state.pending))
             if state.pending.kind == SETTLE:
-                await self._settle(state.pending.window)
+                # Shrunk, so a window too big to finish in one run cannot wedge the source;
+                # settled blobs are named by day, so a shorter redo is as safe as the same one.
+                pending = state.pending.window
+                await self._settle(
+                    settle_window(pending.start, pending.end, len(window_days(pending)) // 2)
+                )
             else:
                 await self._provisional(state.pending.window)
         if horizon is not None:
@@ -297,11 +305,13 @@ class _SourceRun:
             )
 
         blobs, pages = await self._read(window, name_for)
-        await self._replace_parts(window, sorted(days), {b.name for b in blobs})
+        await self._lease.update()  # still ours: deletes below must not hit a newer run's blobs
         rows = {b.day: b for b in blobs}
-        for day in sorted(days):
+        manifests = [await self._replace_parts(day, rows.get(day), window) for day in sorted(days)]
+        await self._lease.update()
+        for manifest in manifests:
             await self._store.put_json(
-                manifest_name(source, day), self._manifest(day, window, rows.get(day))
+                manifest_name(source, date.fromisoformat(str(manifest["date"]))), manifest
             )
         watermark = self._lease.state.watermark
         state = await self._lease.update(
@@ -315,30 +325,46 @@ class _SourceRun:
         self._done(window, " (settle)", blobs, pages)
         return pages
 
-    async def _replace_parts(self, window: Window, days: list[date], written: set[str]) -> None:
-        """Delete the day folders' blobs that the settled blobs replace."""
-        stale: list[str] = []
-        for day in days:
-            for name in await self._store.list_names(day_prefix(self._source, day)):
-                leaf = name.rsplit("/", 1)[-1]
-                if name in written:
-                    continue
-                if leaf.startswith(SETTLED_PREFIX):
-                    stale.append(name)  # an earlier settle of a day that now has no rows
-                elif leaf.startswith(PART_PREFIX):
-                    read = part_window(name)
-                    if read is not None and window.start <= read.start and read.end <= window.end:
-                        stale.append(name)
-        await self._store.delete(stale)
+    async def _replace_parts(
+        self, day: date, settled: CommittedBlob | None, window: Window
+    ) -> dict[str, object]:
+        """Delete the provisional blobs of ``day`` that its settled blob replaces; return the
+        day's manifest.
 
-    def _manifest(self, day: date, window: Window, blob: CommittedBlob | None) -> dict[str, object]:
+        If the settle read holds fewer rows than the day's parts (Graph no longer returns
+        rows it returned before: retention ran out, or a long outage), nothing archived is
+        deleted: the parts stay, the new settled blob goes, and the manifest says so.
+        """
+        listed = await self._store.list_with_metadata(day_prefix(self._source, day))
+        ours = {settled.name} if settled is not None else set()
+        parts = {n: m for n, m in listed.items() if n.rsplit("/", 1)[-1].startswith(PART_PREFIX)}
+        part_rows = sum(int(m.get("rows", "0")) for m in parts.values())
+        settled_rows = 0 if settled is None else settled.rows
+        if part_rows > settled_rows:
+            log.warning(
+                "%s: settling %s read %d rows but its provisional blobs hold %d: keeping them",
+                self._source.name,
+                day,
+                settled_rows,
+                part_rows,
+            )
+            await self._store.delete(sorted(ours))
+            return self._manifest(day, window, None, "kept-provisional", part_rows)
+        stale = [n for n in listed if n not in ours]  # parts, and an older settled blob
+        await self._store.delete(sorted(stale))
+        return self._manifest(day, window, settled, "settled", part_rows)
+
+    def _manifest(
+        self, day: date, window: Window, blob: CommittedBlob | None, status: str, part_rows: int
+    ) -> dict[str, object]:
         day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
         return {
             "source": self._source.name,
             "date": day.isoformat(),
-            "status": "settled",
+            "status": status,
             "blob": None if blob is None else blob.name,
             "rows": 0 if blob is None else blob.rows,
+            "provisionalRows": part_rows,
             "coveredFrom": format_instant(max(day_start, window.start)),
             "coveredTo": format_instant(min(day_start + timedelta(days=1), window.end)),
             "settledAt": format_instant(datetime.now(UTC).replace(microsecond=0)),

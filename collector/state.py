@@ -187,10 +187,10 @@ class SourceLease:
                 return
             try:
                 await self.update()
-            except Exception as exc:  # the main task sees it at its next update/check
-                self._lost = self._lost or exc
-                log.warning("%s: lease renewal failed: %s", self._source.name, exc)
-                return
+            except StateConflictError:
+                return  # another run owns the source now; the main task's next update fails
+            except Exception as exc:  # transient: the lease still runs, try again next time
+                log.warning("%s: lease renewal failed, retrying: %s", self._source.name, exc)
 
     @contextlib.asynccontextmanager
     async def held(self) -> AsyncIterator[SourceLease]:

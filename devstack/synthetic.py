@@ -186,6 +186,8 @@ class Tenant:
         self._days: dict[tuple[str, int], list[tuple[int, dict[str, Any]]]] = {}
         self._extra: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         self._lock = threading.Lock()
+        self.retained_from = 0
+        """Ticks before which Graph no longer returns rows (its retention ran out)."""
 
     def _day(self, source: str, day_index: int) -> list[tuple[int, dict[str, Any]]]:
         key = (source, day_index)
@@ -228,6 +230,7 @@ class Tenant:
         self, source: str, start: int, end: int, *, inclusive_end: bool = False
     ) -> list[dict[str, Any]]:
         """Return the rows of ``source`` with event ticks in ``[start, end)`` (``]`` if inclusive)."""
+        start = max(start, self.retained_from)
         if end < start:
             return []
         last = end if inclusive_end else end - 1

@@ -137,7 +137,7 @@ def stack(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         "COLLECTOR_STORAGE": azurite.connection_string,
         "COLLECTOR_CONTAINER": f"test{next(_containers):04d}",
         "COLLECTOR_SOURCES": "sms,direct_routing,pstn",
-        "COLLECTOR_START": "2026-11-20T00:00:00Z",
+        "COLLECTOR_START": "2026-10-20T00:00:00Z",
         "COLLECTOR_LAG_MINUTES": "60",
     }
     yield Stack(graph, azurite, env)

@@ -35,21 +35,21 @@ def collector(stack: Stack, *args: str, **overrides: str) -> subprocess.Complete
 
 
 def test_run_exits_0_and_prints_one_line_per_source(stack: Stack) -> None:
-    done = collector(stack, "run", "--as-of", "2026-11-21T06:00:00Z")
+    done = collector(stack, "run", "--as-of", "2026-10-21T06:00:00Z")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert [line.split(":")[0] for line in lines] == ["sms", "direct_routing", "pstn"]
     assert all(" ok " in line for line in lines)
     assert "window 2/2" in done.stderr  # progress is logged per window
     for source in ("sms", "direct_routing", "pstn"):
-        assert_archive_matches(stack, source, "2026-11-20T00:00:00Z", "2026-11-21T05:00:00Z")
+        assert_archive_matches(stack, source, "2026-10-20T00:00:00Z", "2026-10-21T05:00:00Z")
 
 
 def test_failed_source_exits_1_others_complete(stack: Stack) -> None:
     stack.graph.simulator.add_fault(
         Fault("status", count=-1, source="pstn", status=404, code="NotFound")
     )
-    done = collector(stack, "run", "--as-of", "2026-11-21T06:00:00Z")
+    done = collector(stack, "run", "--as-of", "2026-10-21T06:00:00Z")
     assert done.returncode == 1
     assert "pstn: failed" in done.stdout and "HTTP 404 NotFound" in done.stdout
     assert "sms: ok" in done.stdout and "direct_routing: ok" in done.stdout
@@ -88,7 +88,7 @@ def test_keyless_storage_with_a_user_assigned_managed_identity(
         SSL_CERT_FILE=str(azurite_oauth.cert_file),  # trust Azurite's self-signed certificate
     )
     done = subprocess.run(
-        [sys.executable, "-m", "collector", "run", "--as-of", "2026-11-21T06:00:00Z"],
+        [sys.executable, "-m", "collector", "run", "--as-of", "2026-10-21T06:00:00Z"],
         cwd=ROOT,
         env={**os.environ, **env},
         capture_output=True,
@@ -104,7 +104,7 @@ def test_keyless_storage_with_a_user_assigned_managed_identity(
     ).get_container_client(stack.env["COLLECTOR_CONTAINER"])
     blobs = {b.name: container.download_blob(b.name).readall() for b in container.list_blobs()}
     expected = stack.tenant.rows_between(
-        "sms", parse_instant("2026-11-20T00:00:00Z"), parse_instant("2026-11-21T05:00:00Z")
+        "sms", parse_instant("2026-10-20T00:00:00Z"), parse_instant("2026-10-21T05:00:00Z")
     )
     assert sorted(r["id"] for _, r in data_rows(blobs, "sms")) == sorted(r["id"] for r in expected)
 
@@ -133,3 +133,9 @@ def test_demo_runs_end_to_end() -> None:
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "every row exactly once" in done.stdout
     assert "settled-" in done.stdout and "part-" in done.stdout and "_manifests/" in done.stdout
+
+
+def test_as_of_in_the_future_is_refused(stack: Stack) -> None:
+    done = collector(stack, "run", "--as-of", "2099-01-01T00:00:00Z")
+    assert done.returncode == 2 and "is in the future" in done.stderr
+    assert stack.graph.simulator.stats["requests"] == 0

@@ -14,9 +14,9 @@ from devstack.graph_simulator import Fault
 
 from .conftest import Stack, assert_archive_matches, data_rows
 
-AS_OF = "2026-11-23T12:30:00Z"
-END = "2026-11-23T11:30:00Z"  # AS_OF minus the 60-minute lag
-START = "2026-11-20T00:00:00Z"
+AS_OF = "2026-10-23T12:30:00Z"
+END = "2026-10-23T11:30:00Z"  # AS_OF minus the 60-minute lag
+START = "2026-10-20T00:00:00Z"
 ALL = ("sms", "direct_routing", "pstn")
 
 
@@ -43,16 +43,16 @@ def test_state_lives_under_underscore_and_data_is_hive_partitioned(stack: Stack)
     assert stack.run(AS_OF) == 0
     names = list(stack.blobs())
     data = [n for n in names if not n.startswith("_")]
-    # Nov 20 is older than the 48 h lateness horizon: settled at once, with a manifest.
+    # Oct 20 is older than the 48 h lateness horizon: settled at once, with a manifest.
     assert {n for n in names if n.startswith("_")} == {f"_state/{s}.json" for s in ALL} | {
-        f"_manifests/{s}/2026-11-20.json" for s in ALL
+        f"_manifests/{s}/2026-10-20.json" for s in ALL
     }
     for name in data:
         source, year, month, day, leaf = name.split("/")
         assert source in ALL and year.startswith("year=") and month.startswith("month=")
         assert day.startswith("day=") and leaf.endswith(".jsonl")
         settled = day == "day=20"
-        assert leaf == "settled-2026-11-20.jsonl" if settled else leaf.startswith("part-")
+        assert leaf == "settled-2026-10-20.jsonl" if settled else leaf.startswith("part-")
 
 
 def test_rows_on_window_boundaries_appear_once(stack: Stack) -> None:
@@ -62,15 +62,15 @@ def test_rows_on_window_boundaries_appear_once(stack: Stack) -> None:
         stack.tenant.add_row(source, END)
         stack.tenant.add_row(source, START)
     assert stack.run(AS_OF) == 0
-    assert stack.run("2026-11-23T13:00:00Z") == 0  # next window starts exactly at END
+    assert stack.run("2026-10-23T13:00:00Z") == 0  # next window starts exactly at END
     blobs = stack.blobs()
     for source in ALL:
-        assert_archive_matches(stack, source, START, "2026-11-23T12:00:00Z", blobs)
+        assert_archive_matches(stack, source, START, "2026-10-23T12:00:00Z", blobs)
         stamped = [
             r
             for _, r in data_rows(blobs, source)
             if r.get("startDateTime", r.get("sentDateTime"))
-            in ("2026-11-23T11:30:00.0000000Z", "2026-11-21T00:00:00Z")
+            in ("2026-10-23T11:30:00.0000000Z", "2026-10-21T00:00:00Z")
         ]
         assert len(stamped) == 2, source
 
@@ -166,12 +166,12 @@ def test_failed_window_is_reread_exactly_on_the_next_run(stack: Stack) -> None:
     assert stack.run(AS_OF, COLLECTOR_SOURCES="direct_routing") == 1
     state = stack.state("direct_routing")
     assert state is not None and state["watermark"] == START
-    assert state["pending"] == {"kind": "settle", "start": START, "end": "2026-11-21T00:00:00Z"}
+    assert state["pending"] == {"kind": "settle", "start": START, "end": "2026-10-21T00:00:00Z"}
     assert not [n for n in stack.blobs() if n.startswith("direct_routing/")]
     sim.clear_faults()
     # A later run still reads exactly the pending window first, then the rest.
-    assert stack.run("2026-11-23T18:00:00Z", COLLECTOR_SOURCES="direct_routing") == 0
-    assert_archive_matches(stack, "direct_routing", START, "2026-11-23T17:00:00Z")
+    assert stack.run("2026-10-23T18:00:00Z", COLLECTOR_SOURCES="direct_routing") == 0
+    assert_archive_matches(stack, "direct_routing", START, "2026-10-23T17:00:00Z")
     assert stack.state("direct_routing")["pending"] is None  # type: ignore[index]
 
 
@@ -183,15 +183,15 @@ def test_crash_between_commit_and_watermark_write_duplicates_nothing(stack: Stac
     state = stack.state("pstn")
     assert state is not None
     state.update(
-        watermark="2026-11-23T00:00:00Z", pending={"start": "2026-11-23T00:00:00Z", "end": END}
+        watermark="2026-10-23T00:00:00Z", pending={"start": "2026-10-23T00:00:00Z", "end": END}
     )
     container.upload_blob("_state/pstn.json", json.dumps(state), overwrite=True)
-    assert stack.run("2026-11-23T20:00:00Z", COLLECTOR_SOURCES="pstn") == 0
-    assert_archive_matches(stack, "pstn", START, "2026-11-23T19:00:00Z")
-    names = sorted(n for n in stack.blobs() if n.startswith("pstn/year=2026/month=11/day=23/"))
+    assert stack.run("2026-10-23T20:00:00Z", COLLECTOR_SOURCES="pstn") == 0
+    assert_archive_matches(stack, "pstn", START, "2026-10-23T19:00:00Z")
+    names = sorted(n for n in stack.blobs() if n.startswith("pstn/year=2026/month=10/day=23/"))
     assert names == [
-        "pstn/year=2026/month=11/day=23/part-20261123T000000Z-20261123T113000Z.jsonl",
-        "pstn/year=2026/month=11/day=23/part-20261123T113000Z-20261123T190000Z.jsonl",
+        "pstn/year=2026/month=10/day=23/part-20261023T000000Z-20261023T113000Z.jsonl",
+        "pstn/year=2026/month=10/day=23/part-20261023T113000Z-20261023T190000Z.jsonl",
     ]
 
 

@@ -24,22 +24,22 @@ from devstack.proxy import CountingProxy
 from .conftest import Stack, assert_archive_matches, data_rows
 
 ROOT = Path(__file__).resolve().parent.parent
-START = "2026-11-20T00:00:00Z"
-FIRST = "2026-11-21T12:00:00Z"  # reads Nov 20-21 provisionally (nothing is 48 h old yet)
-SECOND = "2026-11-23T12:30:00Z"  # settles Nov 20, reads the rest provisionally
-SECOND_END = "2026-11-23T11:30:00Z"
+START = "2026-10-20T00:00:00Z"
+FIRST = "2026-10-21T12:00:00Z"  # reads Oct 20-21 provisionally (nothing is 48 h old yet)
+SECOND = "2026-10-23T12:30:00Z"  # settles Oct 20, reads the rest provisionally
+SECOND_END = "2026-10-23T11:30:00Z"
 SOURCES = ("direct_routing", "pstn")
 
 
 LATE_STAMPS = (
-    "2026-11-20T08:15:00.1234567Z",
-    "2026-11-20T23:59:59.9999999Z",
-    "2026-11-21T03:00:00Z",
+    "2026-10-20T08:15:00.1234567Z",
+    "2026-10-20T23:59:59.9999999Z",
+    "2026-10-21T03:00:00Z",
 )
 
 
 def late_rows(stack: Stack) -> dict[str, str]:
-    """Rows Graph 'ingests' after their window was read (Nov 20 and 21): id -> stamp."""
+    """Rows Graph 'ingests' after their window was read (Oct 20 and 21): id -> stamp."""
     return {
         stack.tenant.add_row(source, stamp)["id"]: stamp
         for source in SOURCES
@@ -51,7 +51,7 @@ def settled_layout_is_clean(stack: Stack, day: str) -> None:
     """A settled day: one settled blob, no parts, and a manifest whose count matches."""
     blobs = stack.blobs()
     for source in SOURCES:
-        folder = f"{source}/year=2026/month=11/day={day[-2:]}/"
+        folder = f"{source}/year=2026/month=10/day={day[-2:]}/"
         names = [n for n in blobs if n.startswith(folder)]
         assert names == [f"{folder}settled-{day}.jsonl"], names
         manifest = json.loads(blobs[f"_manifests/{source}/{day}.json"])
@@ -63,20 +63,20 @@ def test_late_rows_are_captured_once_by_the_settle_pass(stack: Stack) -> None:
     env = {"COLLECTOR_SOURCES": ",".join(SOURCES)}
     assert stack.run(FIRST, **env) == 0
     late = late_rows(stack)
-    assert stack.run("2026-11-22T12:00:00Z", **env) == 0  # Nov 20 is not 48 h old yet
+    assert stack.run("2026-10-22T12:00:00Z", **env) == 0  # Oct 20 is not 48 h old yet
     archived = {r["id"] for s in SOURCES for _, r in data_rows(stack.blobs(), s)}
     assert not archived & set(late)  # provisional data has not seen them
-    assert stack.run(SECOND, **env) == 0  # Nov 20 settles; Nov 21 is still provisional
-    nov21 = {i for i, stamp in late.items() if stamp.startswith("2026-11-21")}
+    assert stack.run(SECOND, **env) == 0  # Oct 20 settles; Oct 21 is still provisional
+    nov21 = {i for i, stamp in late.items() if stamp.startswith("2026-10-21")}
     for source in SOURCES:
         assert_archive_matches(stack, source, START, SECOND_END, not_yet=nov21)
-    settled_layout_is_clean(stack, "2026-11-20")
-    assert stack.state("pstn")["settled"] == "2026-11-21T00:00:00Z"  # type: ignore[index]
-    # The Nov 21 late row arrives with the next day's settle pass.
-    assert stack.run("2026-11-24T12:30:00Z", **env) == 0
+    settled_layout_is_clean(stack, "2026-10-20")
+    assert stack.state("pstn")["settled"] == "2026-10-21T00:00:00Z"  # type: ignore[index]
+    # The Oct 21 late row arrives with the next day's settle pass.
+    assert stack.run("2026-10-24T12:30:00Z", **env) == 0
     for source in SOURCES:
-        assert_archive_matches(stack, source, START, "2026-11-24T11:30:00Z")
-    settled_layout_is_clean(stack, "2026-11-21")
+        assert_archive_matches(stack, source, START, "2026-10-24T11:30:00Z")
+    settled_layout_is_clean(stack, "2026-10-21")
 
 
 def test_each_instant_is_requested_at_most_twice(stack: Stack) -> None:
@@ -84,8 +84,8 @@ def test_each_instant_is_requested_at_most_twice(stack: Stack) -> None:
     env = {"COLLECTOR_SOURCES": "sms"}
     for hour in range(1, 24 * 3 + 2):
         day, at = divmod(hour, 24)
-        assert stack.run(f"2026-11-{20 + day:02d}T{at:02d}:00:00Z", **env) == 0
-    end = parse_ticks("2026-11-23T00:00:00Z")
+        assert stack.run(f"2026-10-{20 + day:02d}T{at:02d}:00:00Z", **env) == 0
+    end = parse_ticks("2026-10-23T00:00:00Z")
     edges = sorted(
         {parse_ticks(START), end}
         | {t for _, a, b in stack.graph.simulator.windows for t in (a, b) if t <= end}
@@ -93,12 +93,12 @@ def test_each_instant_is_requested_at_most_twice(stack: Stack) -> None:
     requested = stack.graph.simulator.windows
     for a, b in itertools.pairwise(edges):
         times = sum(1 for _, lo, hi in requested if lo <= a and b <= hi)
-        assert times == 2 if b <= parse_ticks("2026-11-21T00:00:00Z") else 1 <= times <= 2, (
+        assert times == 2 if b <= parse_ticks("2026-10-21T00:00:00Z") else 1 <= times <= 2, (
             a,
             times,
         )
-    assert len(requested) <= 24 * 3 + 2  # ~72 hourly windows + the settle of Nov 20
-    assert_archive_matches(stack, "sms", START, "2026-11-23T00:00:00Z")
+    assert len(requested) <= 24 * 3 + 2  # ~72 hourly windows + the settle of Oct 20
+    assert_archive_matches(stack, "sms", START, "2026-10-23T00:00:00Z")
 
 
 @dataclass
@@ -164,13 +164,13 @@ def test_kill_9_at_any_point_then_a_normal_run_gives_the_exact_dataset(
     proxied: tuple[Stack, CountingProxy], kind: str, at: int
 ) -> None:
     stack, proxy = proxied
-    assert stack.run(FIRST) == 0  # provisional parts for Nov 20-21
+    assert stack.run(FIRST) == 0  # provisional parts for Oct 20-21
     late = late_rows(stack)
     killer = Killer(kind, at)
     stack.graph.simulator.on_request = killer.graph
     proxy.writes = 0
     proxy.on_write = killer.storage
-    process = spawn(stack, SECOND)  # settles Nov 20, reads on: killed somewhere on the way
+    process = spawn(stack, SECOND)  # settles Oct 20, reads on: killed somewhere on the way
     killer.pid = process.pid
     process.communicate(timeout=120)
     assert killer.fired.is_set() and process.returncode == -signal.SIGKILL
@@ -178,13 +178,13 @@ def test_kill_9_at_any_point_then_a_normal_run_gives_the_exact_dataset(
     proxy.on_write = None
     time.sleep(1.1)  # the killed run's lease lapses
     assert stack.run(SECOND) == 0
-    nov21 = {i for i, stamp in late.items() if stamp.startswith("2026-11-21")}
+    nov21 = {i for i, stamp in late.items() if stamp.startswith("2026-10-21")}
     for source in SOURCES:
         assert_archive_matches(stack, source, START, SECOND_END, not_yet=nov21)
         state = stack.state(source)
         assert state is not None and state["pending"] is None and state["owner"] is None
-        assert state["watermark"] == SECOND_END and state["settled"] == "2026-11-21T00:00:00Z"
-    settled_layout_is_clean(stack, "2026-11-20")
+        assert state["watermark"] == SECOND_END and state["settled"] == "2026-10-21T00:00:00Z"
+    settled_layout_is_clean(stack, "2026-10-20")
 
 
 def test_two_collectors_started_together_never_duplicate(stack: Stack) -> None:
@@ -192,7 +192,7 @@ def test_two_collectors_started_together_never_duplicate(stack: Stack) -> None:
     outcomes: list[str] = []
     for round_ in range(10):
         # Each round moves "now" on, so both runs always have new windows to fight over.
-        as_of = f"2026-11-{21 + round_ // 4:02d}T{(round_ % 4) * 6:02d}:30:00Z"
+        as_of = f"2026-10-{21 + round_ // 4:02d}T{(round_ % 4) * 6:02d}:30:00Z"
         first, second = spawn(stack, as_of), spawn(stack, as_of)
         outputs = [p.communicate(timeout=120) for p in (first, second)]
         assert first.returncode == 0 and second.returncode == 0, outputs
@@ -211,7 +211,7 @@ def run_end_text(as_of: str) -> str:
     """``as_of`` minus the default 60-minute lag, as the collector stamps it."""
     hour = int(as_of[11:13]) - 1
     day = int(as_of[8:10]) - (1 if hour < 0 else 0)
-    return f"2026-11-{day:02d}T{hour % 24:02d}:30:00Z"
+    return f"2026-10-{day:02d}T{hour % 24:02d}:30:00Z"
 
 
 def test_long_outage_of_one_source_then_recovery(
@@ -220,19 +220,19 @@ def test_long_outage_of_one_source_then_recovery(
     sim = stack.graph.simulator
     sim.add_fault(Fault("503", count=-1, retry_after=0, source="sms"))
     for hour in ("06", "12", "18"):
-        assert stack.run(f"2026-11-22T{hour}:00:00Z") == 1
+        assert stack.run(f"2026-10-22T{hour}:00:00Z") == 1
         out = capsys.readouterr().out
         sms = next(line for line in out.splitlines() if line.startswith("sms:"))
         assert "failed" in sms and "HTTP 503 ServiceUnavailable" in sms and "request-id" in sms
         assert stack.watermark("sms") == START
         assert "direct_routing: ok" in out and "pstn: ok" in out
-        end = f"2026-11-22T{int(hour) - 1:02d}:00:00Z"
+        end = f"2026-10-22T{int(hour) - 1:02d}:00:00Z"
         for source in ("direct_routing", "pstn"):
             assert_archive_matches(stack, source, START, end)
     sim.clear_faults()
-    assert stack.run("2026-11-23T00:00:00Z") == 0
+    assert stack.run("2026-10-23T00:00:00Z") == 0
     for source in ("sms", "direct_routing", "pstn"):
-        assert_archive_matches(stack, source, START, "2026-11-22T23:00:00Z")
+        assert_archive_matches(stack, source, START, "2026-10-22T23:00:00Z")
 
 
 @pytest.mark.parametrize(
@@ -241,7 +241,7 @@ def test_long_outage_of_one_source_then_recovery(
         ("id", None, "has no 'id'"),
         ("startDateTime", None, "has no 'startDateTime'"),
         ("startDateTime", "21/11/2026 10:00", "unreadable startDateTime"),
-        ("startDateTime", "2026-11-21T10:00:00", "without a time zone"),
+        ("startDateTime", "2026-10-21T10:00:00", "without a time zone"),
     ],
 )
 def test_bad_rows_fail_the_window_and_commit_nothing(
@@ -254,7 +254,7 @@ def test_bad_rows_fail_the_window_and_commit_nothing(
     line = capsys.readouterr().out
     assert (
         message in line
-        and "pstn window [2026-11-20T00:00:00Z, 2026-11-21T00:00:00Z) page 2" in line
+        and "pstn window [2026-10-20T00:00:00Z, 2026-10-21T00:00:00Z) page 2" in line
     )
     assert "request-id" in line and "nothing of this window was committed" in line
     assert not [n for n in stack.blobs() if n.startswith("pstn/")]
@@ -281,13 +281,13 @@ def test_randomized_fault_soak_is_complete_and_duplicate_free(stack: Stack) -> N
     runs = 0
     for hour in range(1, 24 * 4):
         day, at = divmod(hour, 24)
-        code = stack.run(f"2026-11-{20 + day:02d}T{at:02d}:00:00Z")
+        code = stack.run(f"2026-10-{20 + day:02d}T{at:02d}:00:00Z")
         runs += 1
         failures += code != 0
     sim.chaos(0.0, seed=0, menu=(Fault("503"),))
-    assert stack.run("2026-11-24T00:00:00Z") == 0
+    assert stack.run("2026-10-24T00:00:00Z") == 0
     for source in ("sms", "direct_routing", "pstn"):
-        assert_archive_matches(stack, source, START, "2026-11-23T23:00:00Z")
+        assert_archive_matches(stack, source, START, "2026-10-23T23:00:00Z")
     faults = {k: v for k, v in sim.stats.items() if k.startswith("fault:")}
     print(
         f"\nsoak: {runs} runs, {sim.stats['requests']} requests, {sum(faults.values())} faults "
@@ -359,19 +359,84 @@ def test_lateness_zero_reads_each_window_once_and_never_settles(stack: Stack) ->
     names = list(stack.blobs())
     assert not [n for n in names if "settled-" in n or n.startswith("_manifests/")]
     assert stack.state("sms")["settled"] is None  # type: ignore[index]
-    assert len(stack.graph.simulator.windows) == 4  # Nov 20, 21, 22, 23 (partial): once each
+    assert len(stack.graph.simulator.windows) == 4  # Oct 20, 21, 22, 23 (partial): once each
     assert_archive_matches(stack, "sms", START, SECOND_END)
 
 
 def test_sparse_backfill_uses_few_large_windows(stack: Stack) -> None:
     stack.tenant.rows_per_day.update(sms=3)
-    as_of = "2026-11-23T12:30:00Z"
+    as_of = "2026-10-23T12:30:00Z"
     assert stack.run(as_of, COLLECTOR_SOURCES="sms", COLLECTOR_START="2026-08-01") == 0
     windows = stack.graph.simulator.windows
-    settle = [(a, b) for _, a, b in windows if b <= parse_ticks("2026-11-21T00:00:00Z")]
-    # 112 settled days in settle windows of 1, 2, 4, 8, 16, 32, 49 days; then 3 provisional.
+    settle = [(a, b) for _, a, b in windows if b <= parse_ticks("2026-10-21T00:00:00Z")]
+    # 81 settled days in settle windows of 1, 2, 4, 8, 16, 32, 18 days; then 3 provisional.
     assert len(settle) == 7 and len(windows) == 10
     assert max(b - a for a, b in settle) <= 90 * 86_400 * 10_000_000
     assert_archive_matches(stack, "sms", "2026-08-01T00:00:00Z", SECOND_END)
     manifests = [n for n in stack.blobs() if n.startswith("_manifests/sms/")]
-    assert len(manifests) == 112  # Aug 1 .. Nov 20, each marked settled
+    assert len(manifests) == 81  # Aug 1 .. Oct 20, each marked settled
+
+
+def test_settle_never_deletes_rows_graph_no_longer_returns(stack: Stack) -> None:
+    env = {"COLLECTOR_SOURCES": "pstn"}
+    assert stack.run(FIRST, **env) == 0  # Oct 20-21 archived provisionally
+    archived = stack.blobs()
+    # A long outage later, Graph's retention has dropped Oct 20 before it could be settled.
+    stack.tenant.retained_from = parse_ticks("2026-10-20T12:00:00Z")
+    assert stack.run(SECOND, **env) == 0
+    blobs = stack.blobs()
+    manifest = json.loads(blobs["_manifests/pstn/2026-10-20.json"])
+    assert manifest["status"] == "kept-provisional" and manifest["rows"] == 0
+    assert manifest["provisionalRows"] == archived_rows(archived, "pstn/year=2026/month=10/day=20/")
+    folder = [n for n in blobs if n.startswith("pstn/year=2026/month=10/day=20/")]
+    assert folder and all("/part-" in n for n in folder)  # the parts stay, nothing lost
+    stack.tenant.retained_from = 0
+    assert_archive_matches(stack, "pstn", START, SECOND_END)
+
+
+def archived_rows(blobs: dict[str, bytes], prefix: str) -> int:
+    return sum(v.count(b"\n") for k, v in blobs.items() if k.startswith(prefix))
+
+
+def test_switching_settling_on_later_settles_from_that_day_whole(stack: Stack) -> None:
+    env = {"COLLECTOR_SOURCES": "direct_routing"}
+    assert stack.run(FIRST, COLLECTOR_LATENESS_HOURS="0", **env) == 0  # watermark Oct 21 11:00
+    assert stack.state("direct_routing")["settled"] is None  # type: ignore[index]
+    assert stack.run(SECOND, **env) == 0
+    assert stack.state("direct_routing")["settled"] == "2026-10-21T00:00:00Z"  # type: ignore[index]
+    assert stack.run("2026-10-24T01:00:00Z", **env) == 0  # Oct 21 is 48 h old: settled whole
+    blobs = stack.blobs()
+    day21 = [n for n in blobs if n.startswith("direct_routing/year=2026/month=10/day=21/")]
+    assert day21 == ["direct_routing/year=2026/month=10/day=21/settled-2026-10-21.jsonl"]
+    assert json.loads(blobs["_manifests/direct_routing/2026-10-21.json"])["coveredFrom"] == (
+        "2026-10-21T00:00:00Z"
+    )
+    assert_archive_matches(stack, "direct_routing", START, "2026-10-24T00:00:00Z")
+
+
+def test_an_unfinished_settle_window_is_redone_shorter(stack: Stack) -> None:
+    stack.container().create_container()
+    stack.container().upload_blob(
+        "_state/sms.json",
+        json.dumps(
+            {
+                "source": "sms",
+                "watermark": "2026-10-01T00:00:00Z",
+                "settled": "2026-10-01T00:00:00Z",
+                "owner": None,
+                "leaseUntil": None,
+                "pending": {
+                    "kind": "settle",
+                    "start": "2026-10-01T00:00:00Z",
+                    "end": "2026-10-11T00:00:00Z",
+                },
+            }
+        ),
+    )
+    assert stack.run(SECOND, COLLECTOR_SOURCES="sms") == 0
+    first = stack.graph.simulator.windows[0]
+    assert (first[1], first[2]) == (
+        parse_ticks("2026-10-01T00:00:00Z"),
+        parse_ticks("2026-10-06T00:00:00Z"),
+    )
+    assert_archive_matches(stack, "sms", "2026-10-01T00:00:00Z", SECOND_END)

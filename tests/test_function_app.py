@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from azure.functions.timer import TimerRequest
 
+from collector.timefmt import format_instant
+from collector.windows import floor_to_midnight
 from devstack.graph_simulator import Fault
 
 from .conftest import Stack, assert_archive_matches
@@ -46,11 +49,15 @@ def test_timer_binding_is_declared_as_documented() -> None:
 def test_timer_invocation_runs_a_cycle(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in stack.env.items():
         monkeypatch.setenv(name, value)
+    # The timer reads "now" from the clock: start two days back.
+    start = format_instant(floor_to_midnight(datetime.now(UTC) - timedelta(days=2)))
+    monkeypatch.setenv("COLLECTOR_START", start)
     user_function = _registered().get_user_function()
     asyncio.run(user_function(TimerRequest(past_due=True)))
-    state = stack.state("sms")
-    assert state is not None and state["pending"] is None
-    assert_archive_matches(stack, "sms", "2026-11-20T00:00:00Z", state["watermark"])
+    for source in ("sms", "direct_routing", "pstn"):
+        state = stack.state(source)
+        assert state is not None and state["pending"] is None and state["owner"] is None
+        assert_archive_matches(stack, source, start, state["watermark"])
 
 
 def test_timer_invocation_fails_when_a_source_fails(
@@ -59,7 +66,7 @@ def test_timer_invocation_fails_when_a_source_fails(
     for name, value in stack.env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("COLLECTOR_SOURCES", "pstn")
-    monkeypatch.setenv("COLLECTOR_START", "2026-11-22T00:00:00Z")
+    monkeypatch.setenv("COLLECTOR_START", format_instant(datetime.now(UTC) - timedelta(hours=6)))
     stack.graph.simulator.add_fault(Fault("status", count=-1, status=403, code="Forbidden"))
     user_function = _registered().get_user_function()
     with pytest.raises(RuntimeError, match="collection failed for: pstn"):

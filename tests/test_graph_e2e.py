@@ -18,9 +18,9 @@ from devstack.graph_simulator import Fault
 
 from .conftest import Stack, assert_archive_matches
 
-AS_OF = "2026-11-21T12:00:00Z"
-START = "2026-11-20T00:00:00Z"
-END = "2026-11-21T11:00:00Z"
+AS_OF = "2026-10-21T12:00:00Z"
+START = "2026-10-20T00:00:00Z"
+END = "2026-10-21T11:00:00Z"
 
 
 def test_empty_page_with_next_link_is_followed(stack: Stack) -> None:
@@ -53,7 +53,7 @@ def test_page_that_is_not_json_fails_the_window_and_commits_nothing(
     stack.graph.simulator.add_fault(Fault("garbage", count=1, source="pstn", after=1))
     assert stack.run(AS_OF, COLLECTOR_SOURCES="pstn") == 1
     line = capsys.readouterr().out
-    assert "pstn window [2026-11-20T00:00:00Z, 2026-11-21T00:00:00Z) page 2" in line
+    assert "pstn window [2026-10-20T00:00:00Z, 2026-10-21T00:00:00Z) page 2" in line
     assert "not JSON" in line and "request-id" in line
     assert not [n for n in stack.blobs() if not n.startswith("_")]
     assert stack.watermark("pstn") == START
@@ -98,7 +98,7 @@ def test_rows_shifted_across_a_page_boundary_are_written_once(stack: Stack) -> N
 
 
 def read_sms_day(stack: Stack, slept: list[float]) -> tuple[list[object], RequestStats]:
-    """Read Nov 20's SMS window with the real client, recording sleeps instead of sleeping."""
+    """Read Oct 20's SMS window with the real client, recording sleeps instead of sleeping."""
     settings = load_settings({**stack.env, "COLLECTOR_SOURCES": "sms"})
     stats = RequestStats()
 
@@ -110,7 +110,7 @@ def read_sms_day(stack: Stack, slept: list[float]) -> tuple[list[object], Reques
         try:
             async with aiohttp.ClientSession() as session:
                 client = GraphClient(session, tokens, settings.graph_endpoint, sleep=record)
-                window = Window(parse_instant(START), parse_instant("2026-11-21T00:00:00Z"))
+                window = Window(parse_instant(START), parse_instant("2026-10-21T00:00:00Z"))
                 return [
                     r async for p in client.pages(SOURCES["sms"], window, stats) for r in p.rows
                 ]
@@ -127,7 +127,7 @@ def test_retry_after_is_honoured_in_full(stack: Stack) -> None:
     assert slept == [7.0, 7.0]
     assert stats.throttled == 2 and stats.retries == 2
     day = stack.tenant.rows_between(
-        "sms", parse_instant(START), parse_instant("2026-11-21T00:00:00Z")
+        "sms", parse_instant(START), parse_instant("2026-10-21T00:00:00Z")
     )
     assert rows == day
 

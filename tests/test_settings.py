@@ -104,7 +104,7 @@ def test_every_setting_is_documented_in_the_example_and_readme() -> None:
 def test_bad_setting_stops_the_run_before_any_request(
     stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert stack.run("2026-11-23T12:00:00Z", COLLECTOR_LAG_MINUTES="soon") == 2
+    assert stack.run("2026-10-23T12:00:00Z", COLLECTOR_LAG_MINUTES="soon") == 2
     err = capsys.readouterr().err
     assert "COLLECTOR_LAG_MINUTES='soon'" in err and "whole number" in err
     assert stack.graph.simulator.stats["requests"] == 0
