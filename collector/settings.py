@@ -33,6 +33,16 @@ DEFAULTS: dict[str, str] = {
 ``COLLECTOR_STORAGE__clientId``) or one-of-two required (``COLLECTOR_STORAGE`` or
 ``COLLECTOR_STORAGE__blobServiceUri``)."""
 
+OPTIONAL_SETTINGS: dict[str, str] = {
+    "COLLECTOR_STORAGE": "a connection string: the alternative to COLLECTOR_STORAGE__blobServiceUri, "
+    "for local runs; never set in Azure, where storage is keyless",
+    "COLLECTOR_START": "unset: the day before the first run",
+    "AZURE_CLIENT_ID": "unset: the system-assigned identity",
+    "COLLECTOR_STORAGE__clientId": "unset: the system-assigned identity",
+    "COLLECTOR_STORAGE__blobServiceUri": "the alternative to COLLECTOR_STORAGE",
+}
+"""Settings without a default that may stay unset, and what that means."""
+
 SETTING_NAMES: tuple[str, ...] = (
     "GRAPH_ENDPOINT",
     "GRAPH_TIMEOUT_SECONDS",

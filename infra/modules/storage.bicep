@@ -1,0 +1,132 @@
+// One storage account: the Functions host's blobs, the deployment package and the archive.
+// Keys are off: every client (host, deployment, collector) signs in with the identity.
+param name string
+param location string
+param tags object
+param outputContainerName string
+param deploymentContainerName string
+@description('Replication of the archive: geo-redundant by default, as data kept for years should survive a region loss.')
+@allowed([
+  'Standard_GRS'
+  'Standard_RAGRS'
+  'Standard_GZRS'
+  'Standard_RAGZRS'
+  'Standard_ZRS'
+])
+param skuName string = 'Standard_GRS'
+@description('Days that deleted blobs, overwritten blob versions and deleted containers are kept, so a bad run can be undone.')
+param retentionDays int = 30
+
+resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  // checkov:skip=CKV_AZURE_35: a network deny-by-default needs VNet integration and private endpoints; access is identity-only (keys off, no anonymous blobs, TLS 1.2, HTTPS).
+  // checkov:skip=CKV_AZURE_59: same: the Function app reaches storage over its public endpoint with Entra ID; nothing is readable anonymously.
+  name: name
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: skuName
+  }
+  properties: {
+    accessTier: 'Hot'
+    allowBlobPublicAccess: false
+    allowSharedKeyAccess: false
+    allowCrossTenantReplication: false
+    defaultToOAuthAuthentication: true
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+  }
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+  properties: {
+    isVersioningEnabled: true
+    deleteRetentionPolicy: {
+      enabled: true
+      days: retentionDays
+    }
+    containerDeleteRetentionPolicy: {
+      enabled: true
+      days: retentionDays
+    }
+  }
+}
+
+resource outputContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: outputContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: deploymentContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+// The Functions host keeps timer schedule status and singleton locks here; created up front
+// so the identity's roles can be scoped to these containers rather than the whole account.
+resource hostsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: 'azure-webjobs-hosts'
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource secretsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: 'azure-webjobs-secrets'
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+// Versions pile up as the collector replaces blobs: keep old versions only for the retention.
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: account
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'expire-old-versions'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+            }
+            actions: {
+              version: {
+                delete: {
+                  daysAfterCreationGreaterThan: retentionDays
+                }
+              }
+            }
+          }
+        }
+      ]
+    }
+  }
+}
+
+output name string = account.name
+output blobEndpoint string = account.properties.primaryEndpoints.blob
+output outputContainerId string = outputContainer.id
+output deploymentContainerId string = deploymentContainer.id
+output hostsContainerId string = hostsContainer.id
+output secretsContainerId string = secretsContainer.id

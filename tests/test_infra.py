@@ -1,0 +1,203 @@
+"""The Bicep templates (parsed offline with pycep) and the deployment package's contents."""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pathspec
+import pytest
+from pycep import BicepParser
+
+from collector.settings import DEFAULTS, OPTIONAL_SETTINGS, SETTING_NAMES
+
+ROOT = Path(__file__).resolve().parent.parent
+INFRA = ROOT / "infra"
+ROLE_IDS = {
+    "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
+    "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",
+    "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
+}
+
+
+@functools.cache
+def template(name: str) -> Any:
+    return BicepParser().parse(file_path=INFRA / name)
+
+
+def resources(name: str, kind: str) -> list[dict[str, Any]]:
+    """The configs of every resource of type ``kind`` (existing ones excluded) in a file."""
+    found = template(name)["resources"].values()
+    return [r["config"] for r in found if r["type"] == kind and not r["existing"]]
+
+
+@pytest.mark.parametrize(
+    "path", sorted(p.relative_to(INFRA).as_posix() for p in INFRA.rglob("*.bicep"))
+)
+def test_every_bicep_file_parses(path: str) -> None:
+    parsed = template(path)
+    assert parsed["resources"] or parsed["modules"]
+
+
+def test_storage_is_keyless_private_and_recoverable() -> None:
+    (account,) = resources("modules/storage.bicep", "Microsoft.Storage/storageAccounts")
+    props = account["properties"]
+    assert props["allowSharedKeyAccess"] is False
+    assert props["allowBlobPublicAccess"] is False
+    assert props["minimumTlsVersion"] == "TLS1_2"
+    assert props["supportsHttpsTrafficOnly"] is True
+    (blob,) = resources("modules/storage.bicep", "Microsoft.Storage/storageAccounts/blobServices")
+    assert blob["properties"]["isVersioningEnabled"] is True
+    assert blob["properties"]["deleteRetentionPolicy"]["enabled"] is True
+    assert blob["properties"]["containerDeleteRetentionPolicy"]["enabled"] is True
+    containers = resources(
+        "modules/storage.bicep", "Microsoft.Storage/storageAccounts/blobServices/containers"
+    )
+    assert all(c["properties"]["publicAccess"] == "None" for c in containers)
+    assert {c["name"] for c in containers} >= {"outputContainerName", "deploymentContainerName"}
+
+
+def test_host_storage_and_telemetry_use_the_identity() -> None:
+    host = template("modules/function.bicep")["variables"]["hostSettings"]["value"]
+    assert host["AzureWebJobsStorage__credential"] == "managedidentity"
+    assert host["AzureWebJobsStorage__clientId"] == "identityClientId"
+    assert "AzureWebJobsStorage" not in host  # no connection string
+    assert host["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"].endswith("Authorization=AAD")
+    (app,) = resources("modules/function.bicep", "Microsoft.Web/sites")
+    assert app["identity"]["type"] == "UserAssigned"
+    config = app["properties"]["functionAppConfig"]
+    assert config["runtime"] == {"name": "python", "version": "3.11"}
+    assert config["deployment"]["storage"]["authentication"]["type"] == "UserAssignedIdentity"
+    assert app["properties"]["httpsOnly"] is True
+    (plan,) = resources("modules/function.bicep", "Microsoft.Web/serverfarms")
+    assert plan["sku"] == {"name": "FC1", "tier": "FlexConsumption"}
+    policies = resources(
+        "modules/function.bicep", "Microsoft.Web/sites/basicPublishingCredentialsPolicies"
+    )
+    assert sorted(p["name"] for p in policies) == ["ftp", "scm"]
+    assert all(p["properties"]["allow"] is False for p in policies)
+
+
+def test_monitoring_accepts_only_entra_id() -> None:
+    (workspace,) = resources("modules/monitoring.bicep", "Microsoft.OperationalInsights/workspaces")
+    assert workspace["properties"]["features"]["disableLocalAuth"] is True
+    (insights,) = resources("modules/monitoring.bicep", "Microsoft.Insights/components")
+    assert insights["properties"]["DisableLocalAuth"] is True
+
+
+def _role(assignment: dict[str, Any]) -> str:
+    operand = assignment["properties"]["roleDefinitionId"]["function"]["parameters"][
+        "resource_name_1"
+    ]
+    key = operand["operator"]["operands"]["operand_2"]
+    variables = template("modules/rbac.bicep")["variables"]["roles"]["value"]
+    return ROLE_IDS[variables[key]]
+
+
+def test_role_assignments_are_scoped_to_containers_not_the_account() -> None:
+    granted = {
+        a["scope"]: _role(a)
+        for a in resources("modules/rbac.bicep", "Microsoft.Authorization/roleAssignments")
+    }
+    assert granted == {
+        "outputContainer": "Storage Blob Data Contributor",
+        "deploymentContainer": "Storage Blob Data Contributor",
+        "hostsContainer": "Storage Blob Data Owner",
+        "secretsContainer": "Storage Blob Data Owner",
+        "appInsights": "Monitoring Metrics Publisher",
+    }
+    existing = template("modules/rbac.bicep")["resources"]
+    assert existing["outputContainer"]["type"].endswith("/containers")
+    assert "account" not in granted
+
+
+def test_alerts_watch_silence_and_repeated_failures() -> None:
+    rules = resources("modules/alerts.bicep", "Microsoft.Insights/scheduledQueryRules")
+    criteria = [r["properties"]["criteria"]["allOf"][0] for r in rules]
+    assert sorted((c["operator"], "success == true" in c["query"]) for c in criteria) == [
+        ("GreaterThanOrEqual", False),
+        ("LessThan", True),
+    ]
+    windows = {r["properties"]["windowSize"] for r in rules}
+    assert "PT${noSuccessHours}H" in windows  # configurable silence window
+    main = template("main.bicep")
+    assert main["parameters"]["noSuccessAlertHours"]["default"] == 3
+
+
+def test_graph_permission_is_optional_and_exact() -> None:
+    main = template("main.bicep")
+    module = main["modules"]["graphPermission"]
+    assert module["config"]["condition"] == "grantGraphPermission"
+    assert main["parameters"]["grantGraphPermission"]["default"] is True
+    graph = template("modules/graph-permission.bicep")
+    assert "microsoftGraphV1" in graph["extensions"]
+    sp = graph["resources"]["graph"]
+    assert sp["existing"] and sp["config"]["appId"] == "00000003-0000-0000-c000-000000000000"
+    grant = graph["resources"]["callRecordsRead"]
+    assert grant["type"] == "Microsoft.Graph/appRoleAssignedTo"
+    assert "'CallRecords.Read.All'" in (INFRA / "modules/graph-permission.bicep").read_text()
+    config = json.loads((INFRA / "bicepconfig.json").read_text())
+    assert config["extensions"]["microsoftGraphV1"].startswith(
+        "br:mcr.microsoft.com/bicep/extensions/microsoftgraph/v1.0:"
+    )
+
+
+def test_sovereign_clouds_set_the_graph_endpoint() -> None:
+    main = template("main.bicep")
+    assert main["variables"]["graphEndpoints"]["value"] == {
+        "Global": "https://graph.microsoft.com",
+        "USGovL4": "https://graph.microsoft.us",
+        "USGovL5": "https://dod-graph.microsoft.us",
+    }
+
+
+def test_every_setting_the_code_reads_is_set_by_the_template_or_has_a_default() -> None:
+    settings = template("main.bicep")["modules"]["function"]["config"]["params"][
+        "collectorSettings"
+    ]
+    assert set(settings) <= set(SETTING_NAMES), "the template sets a setting the code never reads"
+    uncovered = [
+        name
+        for name in SETTING_NAMES
+        if name not in settings and name not in DEFAULTS and name not in OPTIONAL_SETTINGS
+    ]
+    assert not uncovered, f"settings neither in infra/main.bicep nor defaulted in code: {uncovered}"
+    assert "COLLECTOR_STORAGE" not in settings  # keyless in Azure
+    assert settings["COLLECTOR_SCHEDULE"] == "collectorSchedule"
+
+
+def test_outputs_name_what_the_deployer_needs() -> None:
+    outputs = template("main.bicep")["outputs"]
+    assert {
+        "AZURE_FUNCTION_APP_NAME",
+        "AZURE_STORAGE_ACCOUNT_NAME",
+        "COLLECTOR_CONTAINER",
+        "AZURE_IDENTITY_PRINCIPAL_ID",
+    } <= set(outputs)
+
+
+def test_azd_project_points_at_the_function_and_the_templates() -> None:
+    text = (ROOT / "azure.yaml").read_text()
+    assert "host: function" in text and "language: python" in text and "path: infra" in text
+    params = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    main = template("main.bicep")["parameters"]
+    assert set(params) <= set(main)
+
+
+def test_deployment_package_holds_only_the_app() -> None:
+    tracked = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    spec = pathspec.PathSpec.from_lines(
+        "gitignore", (ROOT / ".funcignore").read_text().splitlines()
+    )
+    package = {f for f in tracked if not spec.match_file(f)}
+    app = {f for f in tracked if f.startswith("collector/")}
+    assert app and package == {"function_app.py", "host.json", "requirements.txt"} | app
