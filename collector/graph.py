@@ -19,6 +19,7 @@ import aiohttp
 from yarl import URL
 
 from .auth import TokenProvider
+from .budget import RequestBudget
 from .errors import GraphDataError, GraphError, GraphUnavailableError, PagingError
 from .sources import Source
 from .timefmt import format_instant
@@ -78,6 +79,23 @@ def window_url(endpoint: str, source: Source, window: Window) -> str:
     return endpoint + source.path(param(window.start), param(window.end))
 
 
+def send_tracing() -> aiohttp.TraceConfig:
+    """Tracing for the Graph session: tells the request budget when a request really left."""
+
+    async def headers_sent(
+        _session: aiohttp.ClientSession,
+        context: Any,
+        _params: aiohttp.TraceRequestHeadersSentParams,
+    ) -> None:
+        sent = (context.trace_request_ctx or {}).get("sent")
+        if sent is not None:
+            sent()
+
+    tracing = aiohttp.TraceConfig()
+    tracing.on_request_headers_sent.append(headers_sent)
+    return tracing
+
+
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
     """Parse a ``Retry-After`` header (delta seconds or an HTTP date); None when absent or bad."""
     if not value:
@@ -114,6 +132,7 @@ class GraphClient:
         timeout: float = 100.0,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        budget: RequestBudget | None = None,
     ) -> None:
         self._session = session
         self._tokens = tokens
@@ -121,6 +140,7 @@ class GraphClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
+        self._budget = budget
 
     async def pages(
         self, source: Source, window: Window, stats: RequestStats
@@ -134,7 +154,7 @@ class GraphClient:
         number = empty_run = 0
         while True:
             number += 1
-            body, request_id = await self._get(url, stats)
+            body, request_id = await self._get(url, stats, source.name)
             where = f"{source.name} window {window} page {number} [request-id {request_id}]"
             try:
                 document = json.loads(body)
@@ -169,14 +189,16 @@ class GraphClient:
                 f"{where}: @odata.nextLink leaves {home.scheme}://{home.netloc}: {link!r}"
             )
 
-    async def _get(self, url: str, stats: RequestStats) -> tuple[bytes, str | None]:
-        """GET ``url`` with retries; return the 200 body and Graph's request-id."""
+    async def _get(self, url: str, stats: RequestStats, log_name: str) -> tuple[bytes, str | None]:
+        """GET ``url`` with retries, each attempt within ``log_name``'s request budget;
+        return the 200 body and Graph's request-id."""
         token = await self._tokens.token()
         refreshed = False
         attempt = 0
         waited = 0.0
         while True:
             attempt += 1
+            sent = await self._budget.acquire(log_name) if self._budget is not None else None
             stats.requests += 1
             headers = {
                 "Authorization": f"Bearer {token}",
@@ -186,7 +208,10 @@ class GraphClient:
             delay: float | None
             try:
                 async with self._session.get(
-                    URL(url, encoded=True), headers=headers, timeout=self._timeout
+                    URL(url, encoded=True),
+                    headers=headers,
+                    timeout=self._timeout,
+                    trace_request_ctx={"sent": sent},
                 ) as response:
                     request_id = response.headers.get("request-id")
                     body = await response.read()
@@ -214,6 +239,8 @@ class GraphClient:
                     raise GraphError(status, code, message, request_id, url, attempt)
                 if status == 429:
                     stats.throttled += 1
+                    if retry_after is not None and self._budget is not None:
+                        self._budget.pause(log_name, retry_after)  # for every worker
                 delay = (
                     retry_after
                     if retry_after is not None

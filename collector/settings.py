@@ -28,6 +28,8 @@ DEFAULTS: dict[str, str] = {
     "COLLECTOR_LATENESS_HOURS": "48",
     "COLLECTOR_TIME_BUDGET_SECONDS": "1200",
     "COLLECTOR_LEASE_SECONDS": "300",
+    "GRAPH_REQUESTS_PER_MINUTE_PER_LOG": "50",
+    "GRAPH_REQUESTS_PER_MINUTE": "200",
 }
 """Settings with a default; the rest are optional (``COLLECTOR_START``, ``AZURE_CLIENT_ID``,
 ``COLLECTOR_STORAGE__clientId``) or one-of-two required (``COLLECTOR_STORAGE`` or
@@ -58,6 +60,8 @@ SETTING_NAMES: tuple[str, ...] = (
     "COLLECTOR_LATENESS_HOURS",
     "COLLECTOR_TIME_BUDGET_SECONDS",
     "COLLECTOR_LEASE_SECONDS",
+    "GRAPH_REQUESTS_PER_MINUTE_PER_LOG",
+    "GRAPH_REQUESTS_PER_MINUTE",
 )
 """Every setting the collector reads."""
 
@@ -92,6 +96,8 @@ class Settings:
     time_budget: float
     """Seconds after which a run starts no new window (catch-up continues next run)."""
     lease_seconds: float
+    requests_per_minute_per_log: int
+    requests_per_minute: int
 
     @property
     def graph_scope(self) -> str:
@@ -237,6 +243,15 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         ),
         lease_seconds=float(
             _int("COLLECTOR_LEASE_SECONDS", _get(env, "COLLECTOR_LEASE_SECONDS"), 1, 3_600)
+        ),
+        requests_per_minute_per_log=_int(
+            "GRAPH_REQUESTS_PER_MINUTE_PER_LOG",
+            _get(env, "GRAPH_REQUESTS_PER_MINUTE_PER_LOG"),
+            1,
+            1_000,
+        ),
+        requests_per_minute=_int(
+            "GRAPH_REQUESTS_PER_MINUTE", _get(env, "GRAPH_REQUESTS_PER_MINUTE"), 1, 10_000
         ),
     )
 

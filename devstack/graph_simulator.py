@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import re
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -109,11 +111,37 @@ class GraphSimulator:
         self.stats: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._chaos: tuple[float, random.Random, tuple[Fault, ...]] | None = None
+        self.latency = 0.0
+        """Seconds each data request takes to answer (Graph's page latency)."""
+        self._limits: tuple[int, int, float] | None = None
+        self._started: dict[str, list[float]] = {}
         self.windows: list[tuple[str, int, int]] = []
         """(source, fromDateTime, toDateTime) in ticks of every first-page request served."""
         self.on_request: Callable[[int], None] | None = None
         """Called with the running count of data requests before each is answered (tests
         use it to kill the collector at an exact point)."""
+
+    def throttle(self, per_log: int, per_app: int, period: float = 60.0) -> None:
+        """Answer 429 (with Retry-After) past ``per_log`` requests of one function or
+        ``per_app`` in all, within any ``period`` seconds, as Graph does."""
+        with self._lock:
+            self._limits = (per_log, per_app, period)
+
+    def _throttled(self, source: str) -> float | None:
+        """Seconds until a slot frees if this request exceeds a limit, else None (counted)."""
+        if self._limits is None:
+            return None
+        per_log, per_app, period = self._limits
+        now = time.monotonic()
+        with self._lock:
+            mine = [t for t in self._started.get(source, []) if t > now - period]
+            every = [t for ts in self._started.values() for t in ts if t > now - period]
+            if len(mine) >= per_log or len(every) >= per_app:
+                oldest = mine[0] if len(mine) >= per_log else min(every)
+                return max(0.0, oldest + period - now)
+            mine.append(now)
+            self._started[source] = mine
+        return None
 
     def chaos(self, rate: float, seed: int, menu: tuple[Fault, ...]) -> None:
         """Hit each data request with probability ``rate`` by a fault drawn from ``menu``."""
@@ -171,6 +199,15 @@ class GraphSimulator:
         self.stats[f"requests:{source}"] += 1
         if self.on_request is not None:
             self.on_request(self.stats["requests"])
+
+        wait = self._throttled(source)
+        if wait is not None:
+            self.stats["throttled"] += 1
+            throttled = graph_error(429, "TooManyRequests", "Too many requests.", request_id)
+            throttled.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+            return throttled
+        if self.latency:
+            await asyncio.sleep(self.latency)
 
         fault = self._take_fault(source)
         if fault is not None:

@@ -10,6 +10,7 @@ import pytest
 from collector.auth import TokenProvider, credential_factory
 from collector.errors import GraphError
 from collector.graph import GraphClient, RequestStats, RetryPolicy, retry_after_seconds
+from collector.runner import RunReport, run_cycle
 from collector.settings import load_settings
 from collector.sources import SOURCES
 from collector.timefmt import parse_instant
@@ -138,3 +139,37 @@ def test_a_request_that_would_wait_too_long_fails_instead(stack: Stack) -> None:
     with pytest.raises(GraphError, match="HTTP 429 TooManyRequests after 2 attempts"):
         read_sms_day(stack, slept)
     assert slept == [400.0]  # a second 400 s wait would pass the 600 s limit
+
+
+def _collect_with_budget(stack: Stack, per_log: int, per_app: int) -> RunReport:
+    settings = load_settings(
+        {
+            **stack.env,
+            "GRAPH_REQUESTS_PER_MINUTE_PER_LOG": str(per_log),
+            "GRAPH_REQUESTS_PER_MINUTE": str(per_app),
+        }
+    )
+    # Graph's minute scaled down to 2 s, on both sides.
+    return asyncio.run(
+        run_cycle(settings, parse_instant("2026-10-22T06:00:00Z"), budget_period=2.0)
+    )
+
+
+def test_the_client_budget_keeps_graph_from_throttling(stack: Stack) -> None:
+    sim = stack.graph.simulator
+    sim.throttle(per_log=6, per_app=10, period=2.0)
+    report = _collect_with_budget(stack, per_log=6, per_app=10)
+    assert report.ok and sim.stats["throttled"] == 0
+    assert sum(r.stats.requests for r in report.sources) > 10  # more than one span allows
+    for source in ("sms", "direct_routing", "pstn"):
+        assert_archive_matches(stack, source, START, "2026-10-22T05:00:00Z")
+
+
+def test_without_the_budget_graph_throttles_and_retry_after_recovers(stack: Stack) -> None:
+    sim = stack.graph.simulator
+    sim.throttle(per_log=6, per_app=10, period=2.0)
+    report = _collect_with_budget(stack, per_log=1000, per_app=10000)
+    assert report.ok and sim.stats["throttled"] > 0
+    assert sum(r.stats.throttled for r in report.sources) == sim.stats["throttled"]
+    for source in ("sms", "direct_routing", "pstn"):
+        assert_archive_matches(stack, source, START, "2026-10-22T05:00:00Z")

@@ -1,0 +1,112 @@
+"""The request budget (pure, on a fake clock): never more than the limit in any 60 s span."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collector.budget import RequestBudget
+
+
+class FakeTime:
+    """A clock (in whole milliseconds, so sums are exact) that moves only when someone sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+def max_in_any_span(starts: list[float], period: float) -> int:
+    starts = sorted(starts)
+    best, j = 0, 0
+    for i, t in enumerate(starts):
+        while starts[j] <= t - period:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
+
+
+def run_workers(
+    budget: RequestBudget, time: FakeTime, plan: Sequence[tuple[str, float]]
+) -> dict[str, list[float]]:
+    """Each worker acquires for its log, then 'works' for a random while; returns start times."""
+    starts: dict[str, list[float]] = {}
+
+    async def worker(log: str, work: float) -> None:
+        for _ in range(30):
+            await budget.acquire(log)
+            starts.setdefault(log, []).append(time.now)
+            await time.sleep(work)
+
+    async def main() -> None:
+        await asyncio.gather(*(worker(log, work) for log, work in plan))
+
+    asyncio.run(main())
+    return starts
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["sms", "direct_routing", "pstn"]), st.integers(0, 3_000)),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_no_span_of_60_seconds_holds_more_than_the_limits(plan: list[tuple[str, int]]) -> None:
+    time = FakeTime()
+    budget = RequestBudget(
+        per_log=50, per_app=80, period=60_000, clock=time.clock, sleep=time.sleep
+    )
+    starts = run_workers(budget, time, plan)
+    assert max_in_any_span([t for ts in starts.values() for t in ts], 60_000) <= 80
+    for log_starts in starts.values():
+        assert max_in_any_span(log_starts, 60_000) <= 50
+
+
+def test_the_budget_is_used_fully_not_just_kept() -> None:
+    time = FakeTime()
+    budget = RequestBudget(
+        per_log=50, per_app=200, period=60.0, clock=time.clock, sleep=time.sleep, margin=0
+    )
+    starts = run_workers(budget, time, [("pstn", 0)] * 4)  # 120 requests, no latency
+    # 50 at once, 50 more at t=60, the last 20 at t=120: the least time the limit allows.
+    assert sorted(starts["pstn"])[-1] == 120.0
+
+
+def test_retry_after_pauses_every_worker_of_that_log_only() -> None:
+    time = FakeTime()
+    budget = RequestBudget(
+        per_log=50, per_app=200, period=60.0, clock=time.clock, sleep=time.sleep, margin=0
+    )
+
+    async def main() -> tuple[float, float]:
+        budget.pause("sms", 30.0)
+        await budget.acquire("pstn")
+        other = time.now
+        await budget.acquire("sms")
+        return other, time.now
+
+    other, paused = asyncio.run(main())
+    assert other == 0.0 and paused == 30.0
+
+
+def test_random_interleaving_keeps_the_app_limit() -> None:
+    rng = random.Random(5)
+    time = FakeTime()
+    budget = RequestBudget(
+        per_log=50, per_app=60, period=60_000, clock=time.clock, sleep=time.sleep
+    )
+    plan = [(rng.choice(["sms", "pstn", "direct_routing"]), rng.randrange(1_000)) for _ in range(9)]
+    starts = run_workers(budget, time, plan)
+    assert max_in_any_span([t for ts in starts.values() for t in ts], 60_000) == 60
