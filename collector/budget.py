@@ -61,11 +61,11 @@ class RequestBudget:
         period: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        margin: float = 0.25,
+        margin: float = 1.0,
     ) -> None:
         # Graph counts a request when it arrives; network jitter makes one request arrive
         # later than it was sent by more than the next one: spans are stretched by ``margin``
-        # seconds so the two counts never disagree (0.4 % of Graph's minute).
+        # seconds so the two counts never disagree (1.7 % of Graph's minute).
         period += margin
         self._per_log = per_log
         self._period = period

@@ -18,10 +18,10 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import aiohttp
 from azure.core.exceptions import AzureError
@@ -42,9 +42,10 @@ from .partitions import CommittedBlob, PartitionWriter
 from .rows import RowError, split_page
 from .settings import Settings
 from .sources import Source
-from .state import PROVISIONAL, SETTLE, Pending, SourceLease
+from .state import PROVISIONAL, SETTLE, Pending, SourceLease, SourceState
 from .timefmt import format_instant
 from .windows import (
+    SETTLE_MAX_DAYS,
     Window,
     floor_to_midnight,
     next_settle_span,
@@ -128,11 +129,12 @@ async def run_cycle(
     graph_credentials: CredentialFactory | None = None,
     storage_credentials: CredentialFactory | None = None,
     budget_period: float = 60.0,
+    budget_margin: float = 1.0,
 ) -> RunReport:
     """Collect every configured source up to ``now - lag`` (``now`` defaults to the clock).
 
     ``budget_period`` is the span the request limits apply to: 60 s, except in benchmarks that
-    scale Graph's minute down.
+    scale Graph's minute down; ``budget_margin`` widens it for arrival jitter.
     """
     cycle = _Cycle(settings, (now or datetime.now(UTC)).astimezone(UTC))
     tokens = TokenProvider(
@@ -153,6 +155,7 @@ async def run_cycle(
                         settings.requests_per_minute_per_log,
                         settings.requests_per_minute,
                         budget_period,
+                        margin=budget_margin,
                     ),
                 )
                 reports = await asyncio.gather(
@@ -215,6 +218,8 @@ class _SourceRun:
         self._store = store
         self._lease = lease
         self._report = report
+        self._finished: set[Pending] = set()
+        self._progress: dict[Window, str] = {}
 
     async def run(self) -> None:
         state = self._lease.state
@@ -233,17 +238,16 @@ class _SourceRun:
             state = await self._lease.update(settled=floor_to_midnight(state.watermark))
         self._report.watermark_after = state.watermark
         self._report.settled_after = state.settled
-        if state.pending is not None:
-            log.info("%s: re-reading unfinished %s", self._source.name, _describe(state.pending))
-            if state.pending.kind == SETTLE:
-                # Shrunk, so a window too big to finish in one run cannot wedge the source;
-                # settled blobs are named by day, so a shorter redo is as safe as the same one.
-                pending = state.pending.window
-                await self._settle(
-                    settle_window(pending.start, pending.end, len(window_days(pending)) // 2)
-                )
-            else:
-                await self._provisional(state.pending.window)
+        redo = sorted(p.window for p in state.pending if p.kind == PROVISIONAL)
+        if any(p.kind == SETTLE for p in state.pending):
+            # Settled blobs are named by day: the settle phase simply starts again at the
+            # settled watermark (with small windows, so a huge one cannot wedge the source).
+            state = await self._lease.update(
+                pending=tuple(p for p in state.pending if p.kind != SETTLE)
+            )
+        if redo:
+            log.info("%s: re-reading %d unfinished window(s)", self._source.name, len(redo))
+            await self._in_flight(iter(redo).__next__, self._provisional)
         if horizon is not None:
             await self._settle_phase(horizon)
         await self._provisional_phase(end)
@@ -262,23 +266,83 @@ class _SourceRun:
     def _out_of_time(self) -> bool:
         if time.monotonic() < self._cycle.deadline:
             return False
-        self._report.out_of_time = True
-        log.warning(
-            "%s: time budget of %.0fs reached; stopping at a window boundary, the next run "
-            "continues",
-            self._source.name,
-            self._settings.time_budget,
-        )
+        if not self._report.out_of_time:
+            self._report.out_of_time = True
+            log.warning(
+                "%s: time budget of %.0fs reached; stopping at a window boundary, the next "
+                "run continues",
+                self._source.name,
+                self._settings.time_budget,
+            )
         return True
 
+    async def _in_flight(
+        self,
+        next_window: Callable[[], Window],
+        process: Callable[[Window], Coroutine[Any, Any, object]],
+        width: Callable[[], int] | None = None,
+    ) -> None:
+        """Process windows from ``next_window`` (StopIteration: no more) with up to
+        ``COLLECTOR_WINDOWS_IN_FLIGHT`` at once, so page latency does not leave the request
+        budget unused (``width`` may lower that bound as it goes). The first failure cancels
+        the others (they stay pending)."""
+        running: set[asyncio.Task[object]] = set()
+        exhausted = False
+        try:
+            while True:
+                while (
+                    not exhausted
+                    and len(running) < (width() if width else self._settings.windows_in_flight)
+                    and not self._out_of_time()
+                ):
+                    try:
+                        window = next_window()
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    running.add(asyncio.create_task(process(window)))
+                if not running:
+                    return
+                finished, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                errors: list[BaseException] = [
+                    e for e in (t.exception() for t in finished) if e is not None
+                ]
+                if errors:
+                    raise errors[0]
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
     async def _settle_phase(self, horizon: datetime) -> None:
-        span = 1
-        while True:
-            settled = self._lease.state.settled
-            if settled is None or settled >= horizon or self._out_of_time():
-                return
-            pages = await self._settle(settle_window(settled, horizon, span))
+        settled = self._lease.state.settled
+        if settled is None or settled >= horizon:
+            return
+        cursor, span = settled, 1
+
+        def next_window() -> Window:
+            nonlocal cursor
+            if cursor >= horizon:
+                raise StopIteration
+            window = settle_window(cursor, horizon, span)
+            cursor = window.end
+            return window
+
+        sparse = True  # until a window says otherwise
+
+        async def settle(window: Window) -> None:
+            nonlocal span, sparse
+            pages = await self._settle(window)
             span = next_settle_span(span, pages)
+            sparse = next_settle_span(1, pages) > 1
+
+        def width() -> int:
+            # While windows still grow (sparse history) one at a time, each sized from the
+            # last; once they stop growing, several at once.
+            growing = sparse and span < SETTLE_MAX_DAYS
+            return 1 if growing else self._settings.windows_in_flight
+
+        await self._in_flight(next_window, settle, width)
 
     async def _provisional_phase(self, end: datetime) -> None:
         watermark = self._lease.state.watermark
@@ -286,23 +350,59 @@ class _SourceRun:
         windows = plan_windows(watermark, end)
         if not windows:
             log.info("%s: up to date (watermark %s)", self._source.name, format_instant(watermark))
-        for number, window in enumerate(windows, 1):
-            if self._out_of_time():
-                return
-            await self._provisional(window, f" {number}/{len(windows)}")
+        numbered = iter(enumerate(windows, 1))
 
-    async def _provisional(self, window: Window, progress: str = "") -> None:
-        await self._lease.update(pending=Pending(PROVISIONAL, window))
+        def next_window() -> Window:
+            number, window = next(numbered)
+            self._progress[window] = f" {number}/{len(windows)}"
+            return window
+
+        await self._in_flight(next_window, self._provisional)
+
+    async def _provisional(self, window: Window) -> None:
+        claim = Pending(PROVISIONAL, window)
+        await self._lease.apply(
+            lambda st: {} if claim in st.pending else {"pending": (*st.pending, claim)}
+        )
         blobs, pages = await self._read(
             window, lambda day: part_blob_name(self._source, day, window)
         )
-        state = await self._lease.update(watermark=window.end, pending=None)
-        self._done(window, progress, blobs, pages)
+        self._finished.add(claim)
+        state = await self._lease.apply(self._advance_watermark)
+        self._done(window, self._progress.get(window, ""), blobs, pages)
         self._report.watermark_after = state.watermark
+
+    def _advance_watermark(self, state: SourceState) -> dict[str, object]:
+        """Move the watermark over the finished windows that follow it without a gap."""
+        watermark, pending = state.watermark, sorted(state.pending, key=lambda p: p.window)
+        for claim in list(pending):
+            if (
+                claim.kind == PROVISIONAL
+                and claim in self._finished
+                and claim.window.start == watermark
+            ):
+                watermark = claim.window.end
+                pending.remove(claim)
+        return {"watermark": watermark, "pending": tuple(pending)}
+
+    def _advance_settled(self, state: SourceState) -> dict[str, object]:
+        """Move the settled watermark (and the watermark with it) over finished settle windows."""
+        settled, pending = state.settled, sorted(state.pending, key=lambda p: p.window)
+        for claim in list(pending):
+            if claim.kind == SETTLE and claim in self._finished and claim.window.start == settled:
+                settled = claim.window.end
+                pending.remove(claim)
+        assert settled is not None and state.watermark is not None
+        return {
+            "settled": settled,
+            "watermark": max(state.watermark, settled),
+            "pending": tuple(pending),
+        }
 
     async def _settle(self, window: Window) -> int:
         """Read ``window`` again as final data: one blob per day, replacing the day's parts."""
-        await self._lease.update(pending=Pending(SETTLE, window))
+        claim = Pending(SETTLE, window)
+        await self._lease.apply(lambda st: {"pending": (*st.pending, claim)})
         days = set(window_days(window))
         source = self._source
 
@@ -324,12 +424,8 @@ class _SourceRun:
             await self._store.put_json(
                 manifest_name(source, date.fromisoformat(str(manifest["date"]))), manifest
             )
-        watermark = self._lease.state.watermark
-        state = await self._lease.update(
-            settled=window.end,
-            watermark=window.end if watermark is None or watermark < window.end else watermark,
-            pending=None,
-        )
+        self._finished.add(claim)
+        state = await self._lease.apply(self._advance_settled)
         self._report.settled_days += len(days)
         self._report.settled_after = state.settled
         self._report.watermark_after = state.watermark

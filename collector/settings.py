@@ -30,6 +30,7 @@ DEFAULTS: dict[str, str] = {
     "COLLECTOR_LEASE_SECONDS": "300",
     "GRAPH_REQUESTS_PER_MINUTE_PER_LOG": "50",
     "GRAPH_REQUESTS_PER_MINUTE": "200",
+    "COLLECTOR_WINDOWS_IN_FLIGHT": "3",
 }
 """Settings with a default; the rest are optional (``COLLECTOR_START``, ``AZURE_CLIENT_ID``,
 ``COLLECTOR_STORAGE__clientId``) or one-of-two required (``COLLECTOR_STORAGE`` or
@@ -62,6 +63,7 @@ SETTING_NAMES: tuple[str, ...] = (
     "COLLECTOR_LEASE_SECONDS",
     "GRAPH_REQUESTS_PER_MINUTE_PER_LOG",
     "GRAPH_REQUESTS_PER_MINUTE",
+    "COLLECTOR_WINDOWS_IN_FLIGHT",
 )
 """Every setting the collector reads."""
 
@@ -98,6 +100,7 @@ class Settings:
     lease_seconds: float
     requests_per_minute_per_log: int
     requests_per_minute: int
+    windows_in_flight: int
 
     @property
     def graph_scope(self) -> str:
@@ -252,6 +255,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         ),
         requests_per_minute=_int(
             "GRAPH_REQUESTS_PER_MINUTE", _get(env, "GRAPH_REQUESTS_PER_MINUTE"), 1, 10_000
+        ),
+        windows_in_flight=_int(
+            "COLLECTOR_WINDOWS_IN_FLIGHT", _get(env, "COLLECTOR_WINDOWS_IN_FLIGHT"), 1, 16
         ),
     )
 

@@ -1,9 +1,10 @@
 """A source's progress and its lease, kept in one ETag-guarded state blob.
 
 ``watermark``: the first instant not yet read at all. ``settled``: every instant before it
-was re-read after the lateness horizon and is final. ``pending``: the window being written;
-a run that dies mid-window leaves it set, and the next run reads exactly that window again,
-so its blobs (same names) are replaced rather than joined by overlapping ones. ``owner`` and
+was re-read after the lateness horizon and is final. ``pending``: the windows being written
+(several may be in flight); a run that dies leaves them set, and the next run reads exactly
+those provisional windows again, so their blobs (same names) are replaced rather than joined
+by overlapping ones. ``owner`` and
 ``leaseUntil``: the run that may write this source now (a lease that lapses by itself when
 that run dies).
 """
@@ -46,7 +47,7 @@ class SourceState:
 
     watermark: datetime | None = None
     settled: datetime | None = None
-    pending: Pending | None = None
+    pending: tuple[Pending, ...] = ()
     owner: str | None = None
     lease_until: float | None = None
 
@@ -61,18 +62,18 @@ def _instant(text: str | None) -> datetime | None:
 
 def state_to_document(source: Source, state: SourceState) -> dict[str, Any]:
     """Return the JSON document stored for ``state``."""
-    pending = state.pending
     return {
         "source": source.name,
         "watermark": _stamp(state.watermark),
         "settled": _stamp(state.settled),
-        "pending": None
-        if pending is None
-        else {
-            "kind": pending.kind,
-            "start": format_instant(pending.window.start),
-            "end": format_instant(pending.window.end),
-        },
+        "pending": [
+            {
+                "kind": p.kind,
+                "start": format_instant(p.window.start),
+                "end": format_instant(p.window.end),
+            }
+            for p in state.pending
+        ],
         "owner": state.owner,
         "leaseUntil": None
         if state.lease_until is None
@@ -85,16 +86,19 @@ def state_from_document(document: Any) -> SourceState:
     """Parse a stored state document (``None``: a source never collected)."""
     if document is None:
         return SourceState()
-    pending = document.get("pending")
+    pending = document.get("pending") or []
+    if isinstance(pending, dict):  # written before several windows could be in flight
+        pending = [pending]
     lease = _instant(document.get("leaseUntil"))
     return SourceState(
         watermark=_instant(document.get("watermark")),
         settled=_instant(document.get("settled")),
-        pending=None
-        if not pending
-        else Pending(
-            pending.get("kind", PROVISIONAL),
-            Window(parse_instant(pending["start"]), parse_instant(pending["end"])),
+        pending=tuple(
+            Pending(
+                p.get("kind", PROVISIONAL),
+                Window(parse_instant(p["start"]), parse_instant(p["end"])),
+            )
+            for p in pending
         ),
         owner=document.get("owner"),
         lease_until=None if lease is None else lease.timestamp(),
@@ -150,11 +154,19 @@ class SourceLease:
 
     async def update(self, **changes: Any) -> SourceState:
         """Apply ``changes`` to the state, renew the lease and write it conditionally."""
+        return await self.apply(lambda _: changes)
+
+    async def apply(self, change: Callable[[SourceState], dict[str, Any]]) -> SourceState:
+        """Like ``update``, with the changes computed from the current state under the lock
+        (so concurrent windows never write a stale pending list)."""
         async with self._lock:
             if self._lost is not None:
                 raise StateConflictError(f"lost the lease of {self._source.name}") from self._lost
             new = replace(
-                self.state, **changes, owner=self._run_id, lease_until=self._clock() + self._seconds
+                self.state,
+                **change(self.state),
+                owner=self._run_id,
+                lease_until=self._clock() + self._seconds,
             )
             try:
                 self._etag = await self._store.write_json(

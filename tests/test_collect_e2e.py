@@ -166,13 +166,13 @@ def test_failed_window_is_reread_exactly_on_the_next_run(stack: Stack) -> None:
     assert stack.run(AS_OF, COLLECTOR_SOURCES="direct_routing") == 1
     state = stack.state("direct_routing")
     assert state is not None and state["watermark"] == START
-    assert state["pending"] == {"kind": "settle", "start": START, "end": "2026-10-21T00:00:00Z"}
+    assert state["pending"] == [{"kind": "settle", "start": START, "end": "2026-10-21T00:00:00Z"}]
     assert not [n for n in stack.blobs() if n.startswith("direct_routing/")]
     sim.clear_faults()
     # A later run still reads exactly the pending window first, then the rest.
     assert stack.run("2026-10-23T18:00:00Z", COLLECTOR_SOURCES="direct_routing") == 0
     assert_archive_matches(stack, "direct_routing", START, "2026-10-23T17:00:00Z")
-    assert stack.state("direct_routing")["pending"] is None  # type: ignore[index]
+    assert stack.state("direct_routing")["pending"] == []  # type: ignore[index]
 
 
 def test_crash_between_commit_and_watermark_write_duplicates_nothing(stack: Stack) -> None:

@@ -52,7 +52,7 @@ def test_page_that_is_not_json_fails_the_window_and_commits_nothing(
     stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
     stack.graph.simulator.add_fault(Fault("garbage", count=1, source="pstn", after=1))
-    assert stack.run(AS_OF, COLLECTOR_SOURCES="pstn") == 1
+    assert stack.run(AS_OF, COLLECTOR_SOURCES="pstn", COLLECTOR_WINDOWS_IN_FLIGHT="1") == 1
     line = capsys.readouterr().out
     assert "pstn window [2026-10-20T00:00:00Z, 2026-10-21T00:00:00Z) page 2" in line
     assert "not JSON" in line and "request-id" in line
@@ -64,7 +64,7 @@ def test_page_that_is_not_json_fails_the_window_and_commits_nothing(
 
 def test_retries_are_bounded(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
     stack.graph.simulator.add_fault(Fault("503", count=-1, retry_after=0, source="sms"))
-    assert stack.run(AS_OF, COLLECTOR_SOURCES="sms") == 1
+    assert stack.run(AS_OF, COLLECTOR_SOURCES="sms", COLLECTOR_WINDOWS_IN_FLIGHT="1") == 1
     assert f"after {RetryPolicy().max_attempts} attempts" in capsys.readouterr().out
     assert stack.graph.simulator.stats["requests:sms"] == RetryPolicy().max_attempts
 
@@ -86,7 +86,9 @@ def test_next_link_to_another_host_is_refused(
     stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
     stack.graph.simulator.add_fault(Fault("foreign", source="direct_routing"))
-    assert stack.run(AS_OF, COLLECTOR_SOURCES="direct_routing") == 1
+    assert (
+        stack.run(AS_OF, COLLECTOR_SOURCES="direct_routing", COLLECTOR_WINDOWS_IN_FLIGHT="1") == 1
+    )
     assert "@odata.nextLink leaves http://127.0.0.1" in capsys.readouterr().out
     assert stack.graph.simulator.stats["requests"] == 1  # the token never went to 127.0.0.2
 
