@@ -7,7 +7,9 @@ PY := $(VENV)/bin/python
 
 CHECKOV_VENV := .venv-checkov
 
-.PHONY: demo test lint typecheck checkov stack clean
+BENCH_VENV := .venv-bench
+
+.PHONY: demo test lint typecheck checkov stack bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
@@ -23,6 +25,15 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+$(BENCH_VENV)/.installed: benchmarks/requirements-peers.txt requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r benchmarks/requirements-peers.txt
+	touch $@
+
+# Figures, not a test: the collector against Graph's limits and against the usual alternatives.
+bench: $(VENV)/.installed node_modules/.installed $(BENCH_VENV)/.installed
+	$(PY) benchmarks/bench.py
 
 demo: $(VENV)/.installed node_modules/.installed
 	$(PY) -m devstack demo
@@ -47,4 +58,4 @@ test: lint typecheck checkov node_modules/.installed
 	$(PY) -m pytest
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) $(BENCH_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -52,11 +52,12 @@ class BlockBlobWriter:
         """The blob's name in its container."""
         return self._blob.blob_name
 
-    async def write_lines(self, lines: list[str]) -> None:
-        """Append ``lines`` (JSON texts without newlines), staging a block when the buffer fills."""
+    async def write_lines(self, lines: list[bytes]) -> None:
+        """Append ``lines`` (UTF-8 JSON texts without newlines), staging a block when the
+        buffer fills."""
         if not lines:
             return
-        chunk = ("\n".join(lines) + "\n").encode("utf-8")
+        chunk = b"\n".join(lines) + b"\n"
         self._buffer += chunk
         self.lines += len(lines)
         self.bytes += len(chunk)

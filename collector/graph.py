@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
+import orjson
 from yarl import URL
 
 from .auth import TokenProvider
@@ -112,6 +113,15 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+def _parse_json(body: bytes) -> Any:
+    """Parse a page once, fast; orjson refuses integers beyond 64 bits, which the standard
+    library reads exactly, so such a page is parsed again by it."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
+
+
 def _graph_error(body: bytes) -> tuple[str | None, str]:
     try:
         error = json.loads(body)["error"]
@@ -157,7 +167,7 @@ class GraphClient:
             body, request_id = await self._get(url, stats, source.name)
             where = f"{source.name} window {window} page {number} [request-id {request_id}]"
             try:
-                document = json.loads(body)
+                document = _parse_json(body)
             except ValueError as exc:
                 raise GraphDataError(f"{where}: response is not JSON ({exc})") from None
             rows = document.get("value") if isinstance(document, dict) else None

@@ -36,7 +36,7 @@ class PartitionWriter:
         self._buffer_limit = buffer_limit
         self._writers: dict[date, BlockBlobWriter] = {}
 
-    async def add(self, lines_by_day: dict[date, list[str]]) -> None:
+    async def add(self, lines_by_day: dict[date, list[bytes]]) -> None:
         """Append lines to their day's blob."""
         for day, lines in lines_by_day.items():
             writer = self._writers.get(day)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator, Set
+from collections.abc import Iterable, Set
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+import orjson
+
 from .sources import Source
 from .timefmt import InstantParseError, parse_ticks, to_ticks, utc_date_of_ticks
 from .windows import Window
-
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
 class RowError(ValueError):
@@ -23,7 +22,8 @@ class RowError(ValueError):
 class PageSplit:
     """A page's rows as JSONL lines grouped by UTC event date, with counts."""
 
-    lines: dict[date, list[str]] = field(default_factory=dict)
+    lines: dict[date, list[bytes]] = field(default_factory=dict)
+    """UTF-8 JSON texts (no newline) by event date."""
     keys: set[str] = field(default_factory=set)
     """Keys of the rows of this page (to recognise repeats on the next page)."""
     rows: int = 0
@@ -60,7 +60,7 @@ def split_page(
             continue
         if not start <= ticks < end:
             split.outside += 1
-        split.lines.setdefault(utc_date_of_ticks(ticks), []).append(_dumps(row))
+        split.lines.setdefault(utc_date_of_ticks(ticks), []).append(orjson.dumps(row))
         split.rows += 1
     return split
 
@@ -81,9 +81,3 @@ def event_ticks(source: Source, row: Any, index: int) -> int:
         raise RowError(
             f"row {index} ({source.key_field} {key}) has an unreadable {source.event_field}: {exc}"
         ) from None
-
-
-def iter_lines(lines: Iterable[str]) -> Iterator[bytes]:
-    """Encode JSONL lines as UTF-8 bytes, each ending in a newline."""
-    for line in lines:
-        yield line.encode("utf-8") + b"\n"

@@ -251,10 +251,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             "GRAPH_REQUESTS_PER_MINUTE_PER_LOG",
             _get(env, "GRAPH_REQUESTS_PER_MINUTE_PER_LOG"),
             1,
-            1_000,
+            100_000,
         ),
         requests_per_minute=_int(
-            "GRAPH_REQUESTS_PER_MINUTE", _get(env, "GRAPH_REQUESTS_PER_MINUTE"), 1, 10_000
+            "GRAPH_REQUESTS_PER_MINUTE", _get(env, "GRAPH_REQUESTS_PER_MINUTE"), 1, 100_000
         ),
         windows_in_flight=_int(
             "COLLECTOR_WINDOWS_IN_FLIGHT", _get(env, "COLLECTOR_WINDOWS_IN_FLIGHT"), 1, 16

@@ -12,7 +12,7 @@ import threading
 import uuid
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from collector.timefmt import TICKS_PER_SECOND, parse_ticks, to_ticks
@@ -186,6 +186,7 @@ class Tenant:
         self._days: dict[tuple[str, int], list[tuple[int, dict[str, Any]]]] = {}
         self._extra: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         self._lock = threading.Lock()
+        self._answers: dict[tuple[str, int, int, int], list[dict[str, Any]]] = {}
         self.retained_from = 0
         """Ticks before which Graph no longer returns rows (its retention ran out)."""
 
@@ -234,21 +235,25 @@ class Tenant:
         if end < start:
             return []
         last = end if inclusive_end else end - 1
-        found: list[tuple[int, dict[str, Any]]] = []
+        key = (source, start, last, len(self._extra.get(source, [])))
         with self._lock:
+            cached = self._answers.get(key)
+            if cached is not None:  # paging asks the same range once per page
+                return cached
+            found: list[tuple[int, dict[str, Any]]] = []
             for day_index in range(start // TICKS_PER_DAY, last // TICKS_PER_DAY + 1):
                 found.extend(_select(self._day(source, day_index), start, last))
             found.extend(_select(self._extra.get(source, []), start, last))
-        found.sort(key=lambda item: (item[0], item[1]["id"]))
-        return [row for _, row in found]
+            found.sort(key=lambda item: (item[0], item[1]["id"]))
+            answer = [row for _, row in found]
+            self._answers[key] = answer
+            while len(self._answers) > 32:  # the ranges being paged now; memory stays flat
+                del self._answers[next(iter(self._answers))]
+            return answer
 
     def rows_between(self, source: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
         """Return the rows of ``source`` stamped in ``[start, end)`` (ground truth for tests)."""
         return self.rows(source, to_ticks(start), to_ticks(end))
-
-    def days_between(self, start: date, end: date) -> list[date]:
-        """Return the UTC dates from ``start`` to ``end`` inclusive."""
-        return [start + timedelta(days=i) for i in range((end - start).days + 1)]
 
 
 def _select(

@@ -26,7 +26,7 @@ async def _with_store(azurite: Azurite, block_size: int, body: Any) -> None:
 
 
 def test_blob_appears_only_when_committed_and_buffers_stay_small(azurite: Azurite) -> None:
-    lines = [f'{{"id":"{i}","note":"ünïcode"}}' for i in range(3_000)]
+    lines = [f'{{"id":"{i}","note":"ünïcode"}}'.encode() for i in range(3_000)]
     seen: dict[str, object] = {}
 
     async def body(store: BlobStore) -> None:
@@ -44,7 +44,7 @@ def test_blob_appears_only_when_committed_and_buffers_stay_small(azurite: Azurit
 
     asyncio.run(_with_store(azurite, 16 * 1024, body))
     assert seen["names"] == ["src/year=2026/month=01/day=01/part-x.jsonl"]
-    assert seen["data"] == ("\n".join(lines) + "\n").encode()
+    assert seen["data"] == b"\n".join(lines) + b"\n"
     assert isinstance(seen["blocks"], int) and seen["blocks"] >= 5
 
 
@@ -53,8 +53,8 @@ def test_two_writers_of_one_blob_never_mix_blocks(azurite: Azurite) -> None:
 
     async def body(store: BlobStore) -> None:
         a, b = store.writer("x.jsonl"), store.writer("x.jsonl")
-        await a.write_lines(["a"] * 10)
-        await b.write_lines(["b"] * 20)
+        await a.write_lines([b"a"] * 10)
+        await b.write_lines([b"b"] * 20)
         await a.commit({})
         with pytest.raises(StateConflictError, match="committed by another run"):
             await b.commit({})  # storage dropped b's uncommitted blocks at a's commit

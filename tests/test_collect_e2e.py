@@ -141,8 +141,8 @@ def test_revoked_token_is_refreshed_once(stack: Stack) -> None:
     sim.add_fault(Fault("revoke", count=1, source="sms", after=2))
     assert stack.run(AS_OF, COLLECTOR_SOURCES="sms") == 0
     assert_archive_matches(stack, "sms", START, END)
-    assert sim.stats["unauthorized"] == 1
-    assert stack.graph.authority.issued == 2  # the first token and one refresh
+    assert sim.stats["unauthorized"] >= 1  # one per window in flight at the revocation
+    assert stack.graph.authority.issued == 2  # the first token and ONE refresh, shared
 
 
 def test_token_rejected_twice_fails_the_source(

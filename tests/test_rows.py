@@ -33,7 +33,7 @@ def test_rows_are_grouped_by_utc_event_date_and_kept_verbatim() -> None:
     assert split.rows == 2 and split.outside == 0
     lines = split.lines[date(2026, 11, 20)]
     assert [json.loads(line) for line in lines] == rows
-    assert "Zoë 李雷 🙂" in lines[0]  # UTF-8, not \\u escapes
+    assert "Zoë 李雷 🙂".encode() in lines[0]  # UTF-8, not \\u escapes
 
 
 def test_row_exactly_at_the_exclusive_end_belongs_to_the_next_window() -> None:
