@@ -238,19 +238,27 @@ class _SourceRun:
             state = await self._lease.update(settled=floor_to_midnight(state.watermark))
         self._report.watermark_after = state.watermark
         self._report.settled_after = state.settled
-        redo = sorted(p.window for p in state.pending if p.kind == PROVISIONAL)
-        if any(p.kind == SETTLE for p in state.pending):
+        settled = state.settled
+        redo = sorted(
+            p.window
+            for p in state.pending
+            # A window the settled watermark has passed was replaced by settled blobs.
+            if p.kind == PROVISIONAL and (settled is None or p.window.end > settled)
+        )
+        if len(redo) != len(state.pending):
             # Settled blobs are named by day: the settle phase simply starts again at the
             # settled watermark (with small windows, so a huge one cannot wedge the source).
-            state = await self._lease.update(
-                pending=tuple(p for p in state.pending if p.kind != SETTLE)
-            )
+            keep = {Pending(PROVISIONAL, w) for w in redo}
+            state = await self._lease.update(pending=tuple(p for p in state.pending if p in keep))
         if redo:
             log.info("%s: re-reading %d unfinished window(s)", self._source.name, len(redo))
             await self._in_flight(iter(redo).__next__, self._provisional)
+        # Both phases at once: settling [S, horizon) and reading [max(W, horizon), now - lag)
+        # never touch the same days, and the tail of one fills the budget the other leaves.
+        phases = [self._provisional_phase(end, horizon)]
         if horizon is not None:
-            await self._settle_phase(horizon)
-        await self._provisional_phase(end)
+            phases.append(self._settle_phase(horizon))
+        await _all_or_cancel(phases)
 
     def _first_start(self, end: datetime) -> datetime:
         start = self._settings.start or default_start(end)
@@ -328,13 +336,13 @@ class _SourceRun:
             cursor = window.end
             return window
 
-        sparse = True  # until a window says otherwise
+        sparse = False  # several one-day windows first: at most a few extra requests
 
         async def settle(window: Window) -> None:
             nonlocal span, sparse
             pages = await self._settle(window)
             span = next_settle_span(span, pages)
-            sparse = next_settle_span(1, pages) > 1
+            sparse = pages <= 2  # near-empty days: grow one window at a time
 
         def width() -> int:
             # While windows still grow (sparse history) one at a time, each sized from the
@@ -344,9 +352,16 @@ class _SourceRun:
 
         await self._in_flight(next_window, settle, width)
 
-    async def _provisional_phase(self, end: datetime) -> None:
+    async def _provisional_phase(self, end: datetime, horizon: datetime | None) -> None:
         watermark = self._lease.state.watermark
         assert watermark is not None
+        if horizon is not None:
+            watermark = max(watermark, horizon)  # days before the horizon are settled instead
+        # Windows already read in this run (pending ones redone) but not yet under the
+        # watermark: new windows start after them, never overlapping their blobs.
+        for claim in sorted(self._lease.state.pending, key=lambda p: p.window):
+            if claim.kind == PROVISIONAL and claim.window.start == watermark:
+                watermark = claim.window.end
         windows = plan_windows(watermark, end)
         if not windows:
             log.info("%s: up to date (watermark %s)", self._source.name, format_instant(watermark))
@@ -368,36 +383,31 @@ class _SourceRun:
             window, lambda day: part_blob_name(self._source, day, window)
         )
         self._finished.add(claim)
-        state = await self._lease.apply(self._advance_watermark)
+        state = await self._lease.apply(self._advance)
         self._done(window, self._progress.get(window, ""), blobs, pages)
         self._report.watermark_after = state.watermark
 
-    def _advance_watermark(self, state: SourceState) -> dict[str, object]:
-        """Move the watermark over the finished windows that follow it without a gap."""
-        watermark, pending = state.watermark, sorted(state.pending, key=lambda p: p.window)
-        for claim in list(pending):
-            if (
-                claim.kind == PROVISIONAL
-                and claim in self._finished
-                and claim.window.start == watermark
-            ):
-                watermark = claim.window.end
-                pending.remove(claim)
-        return {"watermark": watermark, "pending": tuple(pending)}
-
-    def _advance_settled(self, state: SourceState) -> dict[str, object]:
-        """Move the settled watermark (and the watermark with it) over finished settle windows."""
-        settled, pending = state.settled, sorted(state.pending, key=lambda p: p.window)
+    def _advance(self, state: SourceState) -> dict[str, object]:
+        """Move the settled watermark over finished settle windows that follow it without a
+        gap, the watermark to at least there, then over finished provisional windows."""
+        settled, watermark = state.settled, state.watermark
+        pending = sorted(state.pending, key=lambda p: p.window)
         for claim in list(pending):
             if claim.kind == SETTLE and claim in self._finished and claim.window.start == settled:
                 settled = claim.window.end
                 pending.remove(claim)
-        assert settled is not None and state.watermark is not None
-        return {
-            "settled": settled,
-            "watermark": max(state.watermark, settled),
-            "pending": tuple(pending),
-        }
+        assert watermark is not None
+        if settled is not None and settled > watermark:
+            watermark = settled
+        for claim in list(pending):
+            if claim.kind != PROVISIONAL or claim not in self._finished:
+                continue
+            if claim.window.start == watermark:
+                watermark = claim.window.end
+                pending.remove(claim)
+            elif claim.window.end <= watermark:
+                pending.remove(claim)  # a settle window read it again meanwhile
+        return {"settled": settled, "watermark": watermark, "pending": tuple(pending)}
 
     async def _settle(self, window: Window) -> int:
         """Read ``window`` again as final data: one blob per day, replacing the day's parts."""
@@ -425,7 +435,7 @@ class _SourceRun:
                 manifest_name(source, date.fromisoformat(str(manifest["date"]))), manifest
             )
         self._finished.add(claim)
-        state = await self._lease.apply(self._advance_settled)
+        state = await self._lease.apply(self._advance)
         self._report.settled_days += len(days)
         self._report.settled_after = state.settled
         self._report.watermark_after = state.watermark
@@ -535,5 +545,12 @@ class _SourceRun:
         )
 
 
-def _describe(pending: Pending) -> str:
-    return f"{pending.kind} window {pending.window}"
+async def _all_or_cancel(work: list[Coroutine[Any, Any, None]]) -> None:
+    """Run ``work`` concurrently; the first failure cancels the rest and is raised."""
+    tasks = [asyncio.create_task(w) for w in work]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -49,9 +49,10 @@ class Azurite:
     accepts Entra-style bearer tokens, as Azure Storage does for managed identities.
     """
 
-    def __init__(self, oauth: bool = False) -> None:
+    def __init__(self, oauth: bool = False, memory_mb: int = 1024) -> None:
         self.port = 0
         self.oauth = oauth
+        self.memory_mb = memory_mb
         self.cert_file: Path | None = None
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -99,7 +100,7 @@ class Azurite:
                     str(self.port),
                     "--inMemoryPersistence",
                     "--extentMemoryLimit",
-                    "1024",
+                    str(self.memory_mb),
                     "--disableTelemetry",
                     "--skipApiVersionCheck",
                     "--loose",

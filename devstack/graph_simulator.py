@@ -111,6 +111,7 @@ class GraphSimulator:
         self.stats: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._chaos: tuple[float, random.Random, tuple[Fault, ...]] | None = None
+        self._born = time.monotonic()
         self.latency = 0.0
         """Seconds each data request takes to answer (Graph's page latency)."""
         self._limits: tuple[int, int, float] | None = None
@@ -197,6 +198,8 @@ class GraphSimulator:
             )
         self.stats["requests"] += 1
         self.stats[f"requests:{source}"] += 1
+        now_ms = int((time.monotonic() - self._born) * 1000)
+        self.stats.setdefault("first_request_ms", now_ms)
         if self.on_request is not None:
             self.on_request(self.stats["requests"])
 
@@ -283,6 +286,7 @@ class GraphSimulator:
                 first[fault.field or "id"] = fault.value
             body["value"] = [first, *page[1:]]
         self.stats["rows_served"] += len(page)
+        self.stats["last_answer_ms"] = int((time.monotonic() - self._born) * 1000)
         return web.Response(
             body=json.dumps(body, ensure_ascii=False).encode("utf-8"),
             content_type="application/json",
@@ -352,7 +356,8 @@ class GraphSimulator:
         return response
 
     async def control(self, request: web.Request) -> web.Response:
-        """``/_sim/faults`` (POST adds, DELETE clears), ``/_sim/stats``, ``/_sim/revoke-tokens``."""
+        """``/_sim/faults`` (POST adds, DELETE clears), ``/_sim/stats``, ``/_sim/revoke-tokens``,
+        ``/_sim/reset-span`` (the next request starts a new first-request time)."""
         action = request.match_info["action"]
         if action == "faults" and request.method == "POST":
             for spec in await request.json():
@@ -361,6 +366,8 @@ class GraphSimulator:
             self.clear_faults()
         elif action == "revoke-tokens" and request.method == "POST":
             self.authority.revoke_all()
+        elif action == "reset-span" and request.method == "POST":
+            self.stats.pop("first_request_ms", None)
         elif action != "stats":
             raise web.HTTPNotFound()
         return web.json_response(dict(self.stats))
