@@ -22,7 +22,7 @@ from .auth import CredentialFactory
 from .errors import StateConflictError
 from .settings import StorageTarget
 
-BLOCK_SIZE = 4 * 1024 * 1024
+BLOCK_SIZE = 2 * 1024 * 1024
 """Bytes buffered before a block is staged: memory per open blob stays below this."""
 JSONL_CONTENT = ContentSettings(content_type="application/x-ndjson; charset=utf-8")
 JSON_CONTENT = ContentSettings(content_type="application/json; charset=utf-8")

@@ -8,7 +8,7 @@ from datetime import date
 
 from .blobstore import BlobStore, BlockBlobWriter
 
-BUFFER_LIMIT = 16 * 1024 * 1024
+BUFFER_LIMIT = 8 * 1024 * 1024
 """Bytes all of a window's blobs may hold in memory together before the largest is staged."""
 
 

@@ -10,7 +10,6 @@ slow pages, permanent 4xx).
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import random
 import re
@@ -24,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
+import orjson
 from aiohttp import web
 
 from collector.timefmt import InstantParseError, parse_ticks
@@ -288,7 +288,7 @@ class GraphSimulator:
         self.stats["rows_served"] += len(page)
         self.stats["last_answer_ms"] = int((time.monotonic() - self._born) * 1000)
         return web.Response(
-            body=json.dumps(body, ensure_ascii=False).encode("utf-8"),
+            body=orjson.dumps(body),
             content_type="application/json",
             charset="utf-8",
             headers={
