@@ -29,6 +29,8 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import day_windows, token  # noqa: E402
+
 from collector.timefmt import format_instant, parse_instant  # noqa: E402
 from devstack.azurite import Azurite  # noqa: E402
 
@@ -108,39 +110,17 @@ class Simulator:
 # --- workers: one tool, one run, in this child process ----------------------------------
 
 
-async def _token(env: dict[str, str]) -> str:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(
-            env["IDENTITY_ENDPOINT"],
-            params={"api-version": "2019-08-01", "resource": env["GRAPH_ENDPOINT"]},
-            headers={"X-IDENTITY-HEADER": env["IDENTITY_HEADER"]},
-        ) as response,
-    ):
-        return str((await response.json())["access_token"])
-
-
-def _day_windows(start: str, end: str) -> list[tuple[str, str]]:
-    a, b = parse_instant(start), parse_instant(end)
-    out = []
-    while a < b:
-        nxt = min(b, a + timedelta(days=1))
-        out.append((format_instant(a), format_instant(nxt)))
-        a = nxt
-    return out
-
-
 async def plain_loop(
     env: dict[str, str], sources: list[str], start: str, end: str, out: Path
 ) -> dict[str, int]:
     """What a user writes first: windows of a day, one page after another, nextLink
     followed, Retry-After slept, one JSON object per line to a local file."""
-    token = await _token(env)
+    bearer = await token(env)
     rows = requests = throttled = 0
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {bearer}"}) as session:
         for source in sources:
             version, function = FUNCTIONS[source]
-            for a, b in _day_windows(start, end):
+            for a, b in day_windows(start, end):
                 url: str | None = (
                     f"{env['GRAPH_ENDPOINT']}/{version}/communications/callRecords/"
                     f"{function}(fromDateTime={a},toDateTime={b})"

@@ -9,38 +9,13 @@ import json
 import os
 import sys
 import tempfile
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import aiohttp
+from common import day_windows, token
 
 FUNCTION = "getDirectRoutingCalls"
-
-
-async def token(env: dict[str, str]) -> str:
-    """A bearer token from the local managed-identity endpoint."""
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(
-            env["IDENTITY_ENDPOINT"],
-            params={"api-version": "2019-08-01", "resource": env["GRAPH_ENDPOINT"]},
-            headers={"X-IDENTITY-HEADER": env["IDENTITY_HEADER"]},
-        ) as response,
-    ):
-        return str((await response.json())["access_token"])
-
-
-def day_windows(start: str, end: str) -> list[tuple[str, str]]:
-    """Day windows as Graph parameters."""
-    a = datetime.fromisoformat(start.replace("Z", "+00:00"))
-    b = datetime.fromisoformat(end.replace("Z", "+00:00"))
-    out = []
-    while a < b:
-        nxt = min(b, a + timedelta(days=1))
-        out.append((a.strftime("%Y-%m-%dT%H:%M:%SZ"), nxt.strftime("%Y-%m-%dT%H:%M:%SZ")))
-        a = nxt
-    return out
 
 
 async def msgraph_sdk(env: dict[str, str], start: str, end: str, out: Path) -> dict[str, int]:

@@ -105,6 +105,15 @@ def state_from_document(document: Any) -> SourceState:
     )
 
 
+def _same_state(a: Any, b: dict[str, Any]) -> bool:
+    """True when two state documents say the same (their write times aside)."""
+    if not isinstance(a, dict):
+        return False
+    return {k: v for k, v in a.items() if k != "updatedAt"} == {
+        k: v for k, v in b.items() if k != "updatedAt"
+    }
+
+
 class SourceLease:
     """One run's exclusive, self-renewing right to collect one source.
 
@@ -158,7 +167,15 @@ class SourceLease:
 
     async def apply(self, change: Callable[[SourceState], dict[str, Any]]) -> SourceState:
         """Like ``update``, with the changes computed from the current state under the lock
-        (so concurrent windows never write a stale pending list)."""
+        (so concurrent windows never write a stale pending list).
+
+        Shielded: when the window that asked is cancelled (another window failed), the write
+        still finishes and its new ETag is kept; cut off halfway, storage could hold the
+        write while this object kept the old ETag, and every later write would conflict.
+        """
+        return await asyncio.shield(self._apply(change))
+
+    async def _apply(self, change: Callable[[SourceState], dict[str, Any]]) -> SourceState:
         async with self._lock:
             if self._lost is not None:
                 raise StateConflictError(f"lost the lease of {self._source.name}") from self._lost
@@ -168,13 +185,17 @@ class SourceLease:
                 owner=self._run_id,
                 lease_until=self._clock() + self._seconds,
             )
+            document = state_to_document(self._source, new)
             try:
-                self._etag = await self._store.write_json(
-                    self._name, state_to_document(self._source, new), self._etag
-                )
+                self._etag = await self._store.write_json(self._name, document, self._etag)
             except StateConflictError as exc:
-                self._lost = exc
-                raise
+                # The storage client retries a write whose answer was lost; if the first try
+                # had landed, the retry conflicts with our own write: then it is not a loss.
+                landed, etag = await self._store.read_json(self._name)
+                if not _same_state(landed, document):
+                    self._lost = exc
+                    raise
+                self._etag = etag
             self.state = new
             return new
 
@@ -184,9 +205,21 @@ class SourceLease:
             if self._lost is not None:
                 return
             new = replace(self.state, owner=None, lease_until=None)
-            self._etag = await self._store.write_json(
-                self._name, state_to_document(self._source, new), self._etag
-            )
+            try:
+                self._etag = await self._store.write_json(
+                    self._name, state_to_document(self._source, new), self._etag
+                )
+            except StateConflictError:
+                # A write whose answer was lost may have landed: if the blob still names
+                # this run, it is ours to release.
+                document, etag = await self._store.read_json(self._name)
+                landed = state_from_document(document)
+                if landed.owner != self._run_id:
+                    raise
+                new = replace(landed, owner=None, lease_until=None)  # keep what landed
+                self._etag = await self._store.write_json(
+                    self._name, state_to_document(self._source, new), etag
+                )
             self.state = new
 
     async def _renew_until(self, stop: asyncio.Event) -> None:

@@ -15,14 +15,17 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "conten
 
 
 class CountingProxy:
-    """Forwards every request to ``target``; calls ``on_write(n, phase)`` for the n-th write.
+    """Forwards every request to ``target``; calls ``on_write(n, phase, path)`` for the n-th
+    write.
 
     ``phase`` is ``"before"`` (not yet forwarded) or ``"after"`` (storage answered, the
     answer not yet relayed). When the hook returns True the connection is cut there: the
     write never reaches storage (before) or its answer never reaches the client (after).
     """
 
-    def __init__(self, target: str, on_write: Callable[[int, str], bool] | None = None) -> None:
+    def __init__(
+        self, target: str, on_write: Callable[[int, str, str], bool] | None = None
+    ) -> None:
         self.target = target.rstrip("/")
         self.on_write = on_write
         self.writes = 0
@@ -56,7 +59,7 @@ class CountingProxy:
             return web.Response(status=upstream.status, headers=relayed, body=payload)
 
     def _maybe_cut(self, request: web.Request, number: int, phase: str) -> None:
-        if self.on_write is not None and self.on_write(number, phase):
+        if self.on_write is not None and self.on_write(number, phase, request.path):
             if request.transport is not None:
                 request.transport.close()
             raise ConnectionResetError(f"cut at write {number} ({phase})")

@@ -116,7 +116,7 @@ class Killer:
         if self.kind == "graph" and self.requests == self.at:
             self._kill()
 
-    def storage(self, n: int, phase: str) -> bool:
+    def storage(self, n: int, phase: str, _path: str = "") -> bool:
         if self.kind == phase and n == self.at:
             self._kill()
             return True
@@ -447,3 +447,30 @@ def test_an_unfinished_settle_window_is_redone_shorter(stack: Stack) -> None:
         parse_ticks("2026-10-02T00:00:00Z"),  # restarted small, then grows again
     )
     assert_archive_matches(stack, "sms", "2026-10-01T00:00:00Z", SECOND_END)
+
+
+def test_a_state_write_whose_answer_is_lost_does_not_strand_the_lease(
+    proxied: tuple[Stack, CountingProxy],
+) -> None:
+    """A state write lands but its answer never comes back; the storage client retries it and
+    the retry conflicts with the write itself. That is recognised as our own write (not a
+    lost lease): the run finishes and releases the lease, so no later run is locked out."""
+    stack, proxy = proxied
+    stack.env["COLLECTOR_LEASE_SECONDS"] = "300"
+    cut: list[str] = []
+
+    def lose_one_state_answer(_n: int, phase: str, path: str) -> bool:
+        if phase == "after" and path.endswith("/_state/pstn.json") and len(cut) < 3:
+            cut.append(path)
+            return len(cut) == 3  # the third state write: a window's claim or advance
+        return False
+
+    proxy.on_write = lose_one_state_answer
+    assert stack.run(FIRST, COLLECTOR_SOURCES="pstn") == 0
+    proxy.on_write = None
+    assert len(cut) == 3
+    state = stack.state("pstn")
+    assert state is not None and state["owner"] is None and state["pending"] == []
+    assert_archive_matches(stack, "pstn", START, "2026-10-21T11:00:00Z")
+    assert stack.run("2026-10-21T13:00:00Z", COLLECTOR_SOURCES="pstn") == 0  # not "yielded"
+    assert_archive_matches(stack, "pstn", START, "2026-10-21T12:00:00Z")
