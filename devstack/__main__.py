@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 import time
+from datetime import timedelta
 
 from collector.timefmt import parse_instant
 
@@ -43,7 +44,8 @@ def graph(args: argparse.Namespace) -> int:
     start, end = (parse_instant(t) for t in args.warm.split("/")) if args.warm else (None, None)
     if start is not None and end is not None:
         for source in rows:  # generate the rows now, not while a benchmark is timing
-            stack.tenant.rows_between(source, start, end)
+            # (a day past the end too: PSTN's inclusive toDateTime reaches into it)
+            stack.tenant.rows_between(source, start, end + timedelta(days=1))
     print(json.dumps(stack.env()), flush=True)
     sys.stdin.read()
     stack.stop()

@@ -214,6 +214,7 @@ class Tenant:
                         "n": rng.randint(0, 9),
                     }
                 rows.append((base + offset, row))
+            rows.sort(key=lambda item: (item[0], item[1]["id"]))  # the order Graph pages in
             self._days[key] = rows
         return rows
 
@@ -243,8 +244,10 @@ class Tenant:
             found: list[tuple[int, dict[str, Any]]] = []
             for day_index in range(start // TICKS_PER_DAY, last // TICKS_PER_DAY + 1):
                 found.extend(_select(self._day(source, day_index), start, last))
-            found.extend(_select(self._extra.get(source, []), start, last))
-            found.sort(key=lambda item: (item[0], item[1]["id"]))
+            extra = _select(self._extra.get(source, []), start, last)
+            if extra:  # days are kept in paging order already
+                found.extend(extra)
+                found.sort(key=lambda item: (item[0], item[1]["id"]))
             answer = [row for _, row in found]
             self._answers[key] = answer
             while len(self._answers) > 32:  # the ranges being paged now; memory stays flat
