@@ -73,9 +73,7 @@ class RequestBudget:
         self._sleep = sleep
         self._app = SlidingWindowLimiter(per_app, period, clock)
         self._logs: dict[str, SlidingWindowLimiter] = {}
-        self._lock = asyncio.Lock()
-        self.waited = 0.0
-        """Seconds requests spent waiting for the budget, summed."""
+        self._turns: dict[str, asyncio.Lock] = {}
 
     def _log(self, name: str) -> SlidingWindowLimiter:
         limiter = self._logs.get(name)
@@ -93,16 +91,19 @@ class RequestBudget:
         set-up, a busy event loop), so its start is moved to then.
         """
         limiter = self._log(log)
-        while True:
-            async with self._lock:  # check and record atomically across workers
+        # Requests of one log take their turns first come, first served (asyncio's lock is
+        # fair): equal windows in flight then advance together and finish together, instead
+        # of one straggler paging alone at the end of a run.
+        async with self._turns.setdefault(log, asyncio.Lock()):
+            while True:
+                # No await between check and record: atomic across workers.
                 wait = max(limiter.wait_time(), self._app.wait_time())
                 if wait <= 0:
                     start = Start(self._clock())
                     limiter.record(start)
                     self._app.record(start)
                     return lambda: setattr(start, "at", max(start.at, self._clock()))
-            self.waited += wait
-            await self._sleep(wait)
+                await self._sleep(wait)
 
     def pause(self, log: str, seconds: float) -> None:
         """Pause ``log``'s budget after Graph throttled it."""

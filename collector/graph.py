@@ -9,7 +9,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -154,39 +154,54 @@ class GraphClient:
 
     async def pages(
         self, source: Source, window: Window, stats: RequestStats
-    ) -> AsyncIterator[Page]:
+    ) -> AsyncGenerator[Page, None]:
         """Yield every page of ``window``, following ``@odata.nextLink`` until it is absent.
 
-        Empty pages with a nextLink are followed; a nextLink seen before raises ``PagingError``.
+        The next page is requested as soon as its link is known, while the caller processes
+        this one, so a window's pages cost one page latency each, not latency plus
+        processing. Close the iterator (``contextlib.aclosing``) if you stop early: that
+        cancels the request in flight. Empty pages with a nextLink are followed; a nextLink
+        seen before raises ``PagingError``.
         """
         url = window_url(self._endpoint, source, window)
         seen = {url}
         number = empty_run = 0
-        while True:
-            number += 1
-            body, request_id = await self._get(url, stats, source.name)
-            where = f"{source.name} window {window} page {number} [request-id {request_id}]"
-            try:
-                document = _parse_json(body)
-            except ValueError as exc:
-                raise GraphDataError(f"{where}: response is not JSON ({exc})") from None
-            rows = document.get("value") if isinstance(document, dict) else None
-            if not isinstance(rows, list):
-                raise GraphDataError(f"{where}: response has no 'value' array")
-            yield Page(number, rows, request_id, url)
-            link = document.get("@odata.nextLink")
-            if link is None:
-                return
-            empty_run = 0 if rows else empty_run + 1
-            self._check_link(link, where)
-            if link in seen:
-                raise PagingError(f"{where}: @odata.nextLink repeats an earlier page: {link}")
-            if empty_run >= MAX_EMPTY_PAGES:
-                raise PagingError(
-                    f"{where}: {empty_run} empty pages in a row, each with a nextLink"
-                )
-            seen.add(link)
-            url = link
+        fetch: asyncio.Task[tuple[bytes, str | None]] | None = asyncio.create_task(
+            self._get(url, stats, source.name)
+        )
+        try:
+            while fetch is not None:
+                number += 1
+                body, request_id = await fetch
+                fetch = None
+                where = f"{source.name} window {window} page {number} [request-id {request_id}]"
+                try:
+                    document = _parse_json(body)
+                except ValueError as exc:
+                    raise GraphDataError(f"{where}: response is not JSON ({exc})") from None
+                rows = document.get("value") if isinstance(document, dict) else None
+                if not isinstance(rows, list):
+                    raise GraphDataError(f"{where}: response has no 'value' array")
+                link = document.get("@odata.nextLink")
+                if link is not None:
+                    empty_run = 0 if rows else empty_run + 1
+                    self._check_link(link, where)
+                    if link in seen:
+                        raise PagingError(
+                            f"{where}: @odata.nextLink repeats an earlier page: {link}"
+                        )
+                    if empty_run >= MAX_EMPTY_PAGES:
+                        raise PagingError(
+                            f"{where}: {empty_run} empty pages in a row, each with a nextLink"
+                        )
+                    seen.add(link)
+                    fetch = asyncio.create_task(self._get(link, stats, source.name))
+                yield Page(number, rows, request_id, url)
+                url = link
+        finally:
+            if fetch is not None:
+                fetch.cancel()
+                await asyncio.gather(fetch, return_exceptions=True)
 
     def _check_link(self, link: object, where: str) -> None:
         """Refuse a nextLink that is not an absolute URL on the configured Graph endpoint:

@@ -19,6 +19,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Coroutine
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -426,10 +427,10 @@ class _SourceRun:
             )
 
         blobs, pages = await self._read(window, name_for)
-        await self._lease.update()  # still ours: deletes below must not hit a newer run's blobs
+        await self._lease.confirm()  # still ours: deletes below must not hit a newer run's blobs
         rows = {b.day: b for b in blobs}
         manifests = [await self._replace_parts(day, rows.get(day), window) for day in sorted(days)]
-        await self._lease.update()
+        await self._lease.confirm()
         for manifest in manifests:
             await self._store.put_json(
                 manifest_name(source, date.fromisoformat(str(manifest["date"]))), manifest
@@ -496,33 +497,34 @@ class _SourceRun:
         pages = 0
         previous_keys: set[str] = set()
         source, report = self._source, self._report
-        async for page in self._graph.pages(source, window, report.stats):
-            try:
-                split = split_page(source, window, page.rows, previous_keys)
-            except RowError as exc:
-                raise GraphDataError(
-                    f"{source.name} window {window} page {page.number} "
-                    f"[request-id {page.request_id}]: {exc}; nothing of this window was committed"
-                ) from None
-            await writer.add(split.lines)
-            previous_keys = split.keys
-            pages += 1
-            report.duplicates += split.duplicates
-            report.pages += 1
-            report.rows += split.rows
-            report.boundary_skipped += split.boundary_skipped
-            report.outside_window += split.outside
-            if split.outside:
-                log.warning(
-                    "%s: %d rows of page %d lie outside window %s; kept in their own date folders",
-                    source.name,
-                    split.outside,
-                    page.number,
-                    window,
-                )
-        # Renew (a conditional write) right before committing: a run that stalled past its
-        # lease and was taken over finds out here, before it can replace the newer blobs.
-        await self._lease.update()
+        async with aclosing(self._graph.pages(source, window, report.stats)) as paging:
+            async for page in paging:
+                try:
+                    split = split_page(source, window, page.rows, previous_keys)
+                except RowError as exc:
+                    raise GraphDataError(
+                        f"{source.name} window {window} page {page.number} "
+                        f"[request-id {page.request_id}]: {exc}; nothing of this window was committed"
+                    ) from None
+                await writer.add(split.lines)
+                previous_keys = split.keys
+                pages += 1
+                report.duplicates += split.duplicates
+                report.pages += 1
+                report.rows += split.rows
+                report.boundary_skipped += split.boundary_skipped
+                report.outside_window += split.outside
+                if split.outside:
+                    log.warning(
+                        "%s: %d rows of page %d lie outside window %s; kept in their own date folders",
+                        source.name,
+                        split.outside,
+                        page.number,
+                        window,
+                    )
+        # Right before committing: a run that stalled past its lease and was taken over finds
+        # out here, before it can replace the newer blobs.
+        await self._lease.confirm()
         metadata = {
             "source": source.name,
             "windowStart": format_instant(window.start),

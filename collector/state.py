@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
@@ -114,6 +115,10 @@ def _same_state(a: Any, b: dict[str, Any]) -> bool:
     }
 
 
+_Change = Callable[[SourceState], dict[str, Any]]
+_Queued = tuple[_Change, "asyncio.Future[SourceState]"]
+
+
 class SourceLease:
     """One run's exclusive, self-renewing right to collect one source.
 
@@ -139,6 +144,9 @@ class SourceLease:
         self._etag: str | None = None
         self._lock = asyncio.Lock()
         self._lost: BaseException | None = None
+        self._queue: list[_Queued] = []
+        self._confirmed = -math.inf
+        """``time.monotonic()`` when a write last proved the lease ours (taken before it)."""
         self.state = SourceState()
 
     async def acquire(self) -> SourceState:
@@ -161,11 +169,23 @@ class SourceLease:
                 f"{self._source.name}: another run took the lease at the same moment"
             ) from None
 
+    async def confirm(self) -> None:
+        """Make sure the lease is still ours before an irreversible step (a commit, a delete).
+
+        No other run can take the source over before the lease lapses, so a write that
+        renewed it less than a third of its length ago is proof enough; otherwise this writes
+        (raising ``StateConflictError`` if another run took over). Windows that finish
+        together then share one write instead of queueing one each.
+        """
+        if self._lost is None and time.monotonic() - self._confirmed < self._seconds / 3:
+            return
+        await self.update()
+
     async def update(self, **changes: Any) -> SourceState:
         """Apply ``changes`` to the state, renew the lease and write it conditionally."""
         return await self.apply(lambda _: changes)
 
-    async def apply(self, change: Callable[[SourceState], dict[str, Any]]) -> SourceState:
+    async def apply(self, change: _Change) -> SourceState:
         """Like ``update``, with the changes computed from the current state under the lock
         (so concurrent windows never write a stale pending list).
 
@@ -175,29 +195,47 @@ class SourceLease:
         """
         return await asyncio.shield(self._apply(change))
 
-    async def _apply(self, change: Callable[[SourceState], dict[str, Any]]) -> SourceState:
+    async def _apply(self, change: _Change) -> SourceState:
+        # Group commit: changes queued while a write is in flight go out together in the
+        # next write, so windows finishing at once cost one state write, not one each.
+        done: asyncio.Future[SourceState] = asyncio.get_running_loop().create_future()
+        self._queue.append((change, done))
         async with self._lock:
-            if self._lost is not None:
-                raise StateConflictError(f"lost the lease of {self._source.name}") from self._lost
-            new = replace(
-                self.state,
-                **change(self.state),
-                owner=self._run_id,
-                lease_until=self._clock() + self._seconds,
-            )
-            document = state_to_document(self._source, new)
-            try:
-                self._etag = await self._store.write_json(self._name, document, self._etag)
-            except StateConflictError as exc:
-                # The storage client retries a write whose answer was lost; if the first try
-                # had landed, the retry conflicts with our own write: then it is not a loss.
-                landed, etag = await self._store.read_json(self._name)
-                if not _same_state(landed, document):
-                    self._lost = exc
-                    raise
-                self._etag = etag
-            self.state = new
-            return new
+            if not done.done():
+                batch, self._queue = self._queue, []
+                try:
+                    new = await self._write(batch)
+                except BaseException as exc:
+                    for _, waiting in batch:
+                        waiting.set_exception(exc)
+                else:
+                    for _, waiting in batch:
+                        waiting.set_result(new)
+        return done.result()
+
+    async def _write(self, batch: list[_Queued]) -> SourceState:
+        """Apply ``batch``'s changes in order and write the result once (lock held)."""
+        if self._lost is not None:
+            raise StateConflictError(f"lost the lease of {self._source.name}") from self._lost
+        new = self.state
+        for change, _ in batch:
+            new = replace(new, **change(new))
+        new = replace(new, owner=self._run_id, lease_until=self._clock() + self._seconds)
+        document = state_to_document(self._source, new)
+        began = time.monotonic()
+        try:
+            self._etag = await self._store.write_json(self._name, document, self._etag)
+        except StateConflictError as exc:
+            # The storage client retries a write whose answer was lost; if the first try
+            # had landed, the retry conflicts with our own write: then it is not a loss.
+            landed, etag = await self._store.read_json(self._name)
+            if not _same_state(landed, document):
+                self._lost = exc
+                raise
+            self._etag = etag
+        self.state = new
+        self._confirmed = began
+        return new
 
     async def release(self) -> None:
         """Give the lease up so the next run need not wait for it to lapse."""

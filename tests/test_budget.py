@@ -110,3 +110,27 @@ def test_random_interleaving_keeps_the_app_limit() -> None:
     plan = [(rng.choice(["sms", "pstn", "direct_routing"]), rng.randrange(1_000)) for _ in range(9)]
     starts = run_workers(budget, time, plan)
     assert max_in_any_span([t for ts in starts.values() for t in ts], 60_000) == 60
+
+
+def test_requests_of_one_log_are_served_in_the_order_they_asked() -> None:
+    time = FakeTime()
+    budget = RequestBudget(
+        per_log=1, per_app=10, period=10.0, clock=time.clock, sleep=time.sleep, margin=0
+    )
+    order: list[str] = []
+
+    async def take(name: str) -> None:
+        await budget.acquire("sms")
+        order.append(name)
+
+    async def main() -> None:
+        await take("first")
+        waiting = asyncio.create_task(take("waiting"))
+        await asyncio.sleep(0)  # it now waits for the slot to free
+        late = asyncio.create_task(take("late"))  # asks just as the slot frees
+        await asyncio.gather(waiting, late)
+
+    asyncio.run(main())
+    # A late request never takes the slot a waiting one was due: windows in flight advance
+    # together instead of one falling behind and paging alone at the end of a run.
+    assert order == ["first", "waiting", "late"]

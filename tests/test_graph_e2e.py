@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import aclosing
 
 import aiohttp
 import pytest
@@ -175,3 +176,39 @@ def test_without_the_budget_graph_throttles_and_retry_after_recovers(stack: Stac
     assert sum(r.stats.throttled for r in report.sources) == sim.stats["throttled"]
     for source in ("sms", "direct_routing", "pstn"):
         assert_archive_matches(stack, source, START, "2026-10-22T05:00:00Z")
+
+
+def test_the_next_page_is_requested_while_this_one_is_processed(stack: Stack) -> None:
+    sim = stack.graph.simulator
+    settings = load_settings({**stack.env, "COLLECTOR_SOURCES": "direct_routing"})
+    window = Window(parse_instant(START), parse_instant("2026-10-21T00:00:00Z"))
+    seen: list[int] = []
+
+    async def read(stop_after: int | None) -> int:
+        tokens = TokenProvider(credential_factory(None), settings.graph_scope)
+        try:
+            async with aiohttp.ClientSession() as session:
+                client = GraphClient(session, tokens, settings.graph_endpoint)
+                before = sim.stats["requests"]
+                async with aclosing(
+                    client.pages(SOURCES["direct_routing"], window, RequestStats())
+                ) as pages:
+                    async for page in pages:
+                        await asyncio.sleep(0.3)  # "processing" the page
+                        seen.append(sim.stats["requests"] - before)
+                        if page.number == stop_after:
+                            break
+                # Closing cancelled the request in flight: nothing is left running.
+                assert asyncio.all_tasks() == {asyncio.current_task()}
+                return int(sim.stats["requests"] - before)
+        finally:
+            await tokens.close()
+
+    pages = -(-len(stack.tenant.rows_between("direct_routing", window.start, window.end)) // 1000)
+    assert pages >= 3
+    assert asyncio.run(read(None)) == pages
+    # While page n was processed, page n+1 had already been asked for.
+    assert seen == [*range(2, pages + 1), pages]
+    seen.clear()
+    sim.latency = 0.5
+    assert asyncio.run(read(1)) == 2  # page 2 was in flight when the reader stopped
