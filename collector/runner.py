@@ -48,6 +48,7 @@ from .timefmt import format_instant
 from .windows import (
     SETTLE_MAX_DAYS,
     Window,
+    balanced_span,
     floor_to_midnight,
     next_settle_span,
     plan_windows,
@@ -333,7 +334,7 @@ class _SourceRun:
             nonlocal cursor
             if cursor >= horizon:
                 raise StopIteration
-            window = settle_window(cursor, horizon, span)
+            window = settle_window(cursor, horizon, balanced_span(span, cursor, horizon, width()))
             cursor = window.end
             return window
 

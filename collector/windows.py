@@ -99,6 +99,16 @@ def settle_window(start: datetime, horizon: datetime, span_days: int) -> Window:
     return Window(start, min(horizon, next_midnight(start) + timedelta(days=days - 1)))
 
 
+def balanced_span(span_days: int, start: datetime, horizon: datetime, width: int) -> int:
+    """Shorten a settle window so the days left are shared by ``width`` windows in flight.
+
+    Without this, the last windows of a run are the longest and page alone at the end,
+    leaving the request budget unused; with it, the run ends on several short windows.
+    """
+    days_left = -(-(horizon - floor_to_midnight(start)) // timedelta(days=1))
+    return max(1, min(span_days, -(-days_left // max(1, width))))
+
+
 def next_settle_span(span_days: int, pages: int, target: int = SETTLE_TARGET_PAGES) -> int:
     """Adapt the next settle window's length to how many pages this one took."""
     if pages * 2 <= target:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from collector.windows import (
     Window,
     floor_to_midnight,
+    balanced_span,
     next_settle_span,
     plan_windows,
     run_end,
@@ -103,3 +104,20 @@ def test_settle_span_doubles_when_sparse_and_halves_when_dense() -> None:
 def test_window_days() -> None:
     w = Window(datetime(2026, 11, 20, 13, tzinfo=UTC), datetime(2026, 11, 23, tzinfo=UTC))
     assert [d.day for d in window_days(w)] == [20, 21, 22]
+
+
+def test_settle_windows_shrink_so_the_last_days_are_shared() -> None:
+    start = datetime(2026, 9, 1, tzinfo=UTC)
+    horizon = datetime(2026, 9, 14, tzinfo=UTC)  # 13 days left
+    assert balanced_span(2, start, horizon, 3) == 2  # far from the end: as adapted
+    assert balanced_span(8, start, horizon, 3) == 5  # 13 days over 3 windows
+    assert balanced_span(8, datetime(2026, 9, 10, tzinfo=UTC), horizon, 3) == 2
+    assert balanced_span(8, datetime(2026, 9, 12, 6, tzinfo=UTC), horizon, 3) == 1
+    assert balanced_span(89, start, horizon, 1) == 13  # one at a time: the rest at once
+    # Planned that way, a run ends on several short windows, never on one long one.
+    cursor, spans = start, []
+    while cursor < horizon:
+        window = settle_window(cursor, horizon, balanced_span(4, cursor, horizon, 3))
+        spans.append(len(window_days(window)))
+        cursor = window.end
+    assert spans == [4, 3, 2, 2, 1, 1]
