@@ -10,6 +10,10 @@ from .blobstore import BlobStore, BlockBlobWriter
 
 BUFFER_LIMIT = 8 * 1024 * 1024
 """Bytes all of a window's blobs may hold in memory together before the largest is staged."""
+SOURCE_BUFFER_LIMIT = 16 * 1024 * 1024
+"""Bytes the windows of one source in flight may buffer together (split between them)."""
+MIN_WINDOW_BUFFER = 1024 * 1024
+"""Least buffer a window gets: smaller blocks would only add storage requests."""
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,13 @@ from .layout import (
     part_blob_name,
     settled_blob_name,
 )
-from .partitions import CommittedBlob, PartitionWriter
+from .pace import Pace
+from .partitions import (
+    MIN_WINDOW_BUFFER,
+    SOURCE_BUFFER_LIMIT,
+    CommittedBlob,
+    PartitionWriter,
+)
 from .rows import RowError, split_page
 from .settings import Settings
 from .sources import Source
@@ -59,6 +65,11 @@ from .windows import (
 )
 
 log = logging.getLogger("collector")
+
+POLL_SECONDS = 0.1
+"""How often a phase looks again at what it may start while its windows are being read."""
+HARD_LIMIT_FACTOR = 1.25
+"""The hard time limit of a run, as a multiple of ``COLLECTOR_TIME_BUDGET_SECONDS``."""
 
 MAX_HISTORY = timedelta(days=365)
 """Oldest start accepted: Graph keeps PSTN and direct-routing logs 150-365 days by country."""
@@ -81,6 +92,8 @@ class SourceReport:
     duplicates: int = 0
     out_of_time: bool = False
     """True when the time budget stopped the run at a window boundary; the next run goes on."""
+    cut_off: int = 0
+    """Windows still unfinished at the hard time limit, stopped (read again next run)."""
     stats: RequestStats = field(default_factory=RequestStats)
     watermark_before: datetime | None = None
     watermark_after: datetime | None = None
@@ -101,7 +114,9 @@ class SourceReport:
             f"watermark {stamp(self.watermark_before)} -> {stamp(self.watermark_after)} "
             f"settled {stamp(self.settled_after)} ({self.seconds:.1f}s)"
         )
-        if self.out_of_time:
+        if self.cut_off:
+            line += f" {self.cut_off} window(s) stopped at the hard time limit: read again next run"
+        elif self.out_of_time:
             line += " time budget reached: the next run continues"
         return f"{line} error: {self.error}" if self.error else line
 
@@ -138,7 +153,9 @@ async def run_cycle(
     ``budget_period`` is the span the request limits apply to: 60 s, except in benchmarks that
     scale Graph's minute down; ``budget_margin`` widens it for arrival jitter.
     """
-    cycle = _Cycle(settings, (now or datetime.now(UTC)).astimezone(UTC))
+    cycle = _Cycle(
+        settings, (now or datetime.now(UTC)).astimezone(UTC), budget_period + budget_margin
+    )
     tokens = TokenProvider(
         graph_credentials or credential_factory(settings.identity_client_id), settings.graph_scope
     )
@@ -171,11 +188,15 @@ async def run_cycle(
 class _Cycle:
     """What every source of one cycle shares: settings, 'now', run id and deadline."""
 
-    def __init__(self, settings: Settings, now: datetime) -> None:
+    def __init__(self, settings: Settings, now: datetime, budget_period: float = 60.0) -> None:
         self.settings = settings
         self.now = now
         self.run_id = uuid.uuid4().hex[:12]
         self.deadline = time.monotonic() + settings.time_budget
+        self.hard_deadline = time.monotonic() + settings.time_budget * HARD_LIMIT_FACTOR
+        """Windows still reading now are stopped, so a run ends before the host kills it."""
+        self.budget_period = budget_period
+        """Seconds Graph's limits apply to (60; less in benchmarks that scale time)."""
 
     async def collect(self, source: Source, graph: GraphClient, store: BlobStore) -> SourceReport:
         """Collect one source; errors end this source only and are reported, not raised."""
@@ -222,6 +243,18 @@ class _SourceRun:
         self._report = report
         self._finished: set[Pending] = set()
         self._progress: dict[Window, str] = {}
+        self._cut = False
+        """True once the hard time limit has stopped windows: nothing new starts."""
+        self._survivor: asyncio.Task[object] | None = None
+        """The one window kept reading past the hard time limit."""
+        settings = cycle.settings
+        per_log = min(
+            settings.requests_per_minute_per_log,
+            settings.requests_per_minute / len(settings.sources),
+        )
+        self._pace = Pace(
+            lease.state.rows_per_day, per_log / cycle.budget_period, cycle.hard_deadline
+        )
 
     async def run(self) -> None:
         state = self._lease.state
@@ -261,6 +294,8 @@ class _SourceRun:
         if horizon is not None:
             phases.append(self._settle_phase(horizon))
         await _all_or_cancel(phases)
+        if self._pace.rows_per_day != self._lease.state.rows_per_day:
+            await self._lease.update(rows_per_day=self._pace.rows_per_day)
 
     def _first_start(self, end: datetime) -> datetime:
         start = self._settings.start or default_start(end)
@@ -294,35 +329,86 @@ class _SourceRun:
     ) -> None:
         """Process windows from ``next_window`` (StopIteration: no more) with up to
         ``COLLECTOR_WINDOWS_IN_FLIGHT`` at once, so page latency does not leave the request
-        budget unused (``width`` may lower that bound as it goes). The first failure cancels
-        the others (they stay pending)."""
-        running: set[asyncio.Task[object]] = set()
+        budget unused (``width`` may change as it goes), and only as many as the budget can
+        finish before the run's hard time limit (``Pace``). The first failure cancels the
+        others (they stay pending). At the hard time limit every window of the source but
+        the one furthest on is stopped (they stay pending), so a run that took on too much
+        still finishes one window, and ends."""
+        running: dict[asyncio.Task[object], Window] = {}
+        held: Window | None = None  # the next window, waiting to be admitted
         exhausted = False
         try:
             while True:
                 while (
                     not exhausted
+                    and not self._cut
                     and len(running) < (width() if width else self._settings.windows_in_flight)
                     and not self._out_of_time()
                 ):
-                    try:
-                        window = next_window()
-                    except StopIteration:
-                        exhausted = True
+                    if held is None:
+                        try:
+                            held = next_window()
+                        except StopIteration:
+                            exhausted = True
+                            break
+                    if not self._pace.admits(held):
                         break
-                    running.add(asyncio.create_task(process(window)))
+                    window, held = held, None
+                    self._pace.started(window)
+                    running[asyncio.create_task(self._tracked(process, window))] = window
                 if not running:
-                    return
-                finished, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                errors: list[BaseException] = [
-                    e for e in (t.exception() for t in finished) if e is not None
-                ]
+                    if held is None or self._cut or self._out_of_time():
+                        return
+                    await asyncio.sleep(POLL_SECONDS)  # the other phase's windows end first
+                    continue
+                left = self._cycle.hard_deadline - time.monotonic()
+                finished, _ = await asyncio.wait(
+                    running,
+                    # Polled: a window's first page may widen ``width`` (a dense source).
+                    timeout=None if self._cut else max(0.0, min(left, POLL_SECONDS)),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                for task in finished:
+                    del running[task]
+                errors = [e for e in (t.exception() for t in finished) if e is not None]
                 if errors:
                     raise errors[0]
+                if not self._cut and time.monotonic() >= self._cycle.hard_deadline:
+                    await self._cut_off(running)
         finally:
             for task in running:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
+
+    async def _cut_off(self, running: dict[asyncio.Task[object], Window]) -> None:
+        """At the hard time limit: keep the source's window furthest on, stop the rest."""
+        self._cut = True
+        self._report.out_of_time = True
+        if running and (self._survivor is None or self._survivor.done()):
+            self._survivor = max(running, key=lambda t: self._pace.rows_read(running[t]))
+        stopped = [t for t in running if t is not self._survivor]
+        for task in stopped:
+            task.cancel()
+            del running[task]
+        await asyncio.gather(*stopped, return_exceptions=True)
+        if stopped:
+            self._report.cut_off += len(stopped)
+            log.warning(
+                "%s: %d window(s) still reading at the hard time limit (%.0fs) were stopped; "
+                "the next run reads them again (%.0f rows a day measured)",
+                self._source.name,
+                len(stopped),
+                self._settings.time_budget * HARD_LIMIT_FACTOR,
+                self._pace.rows_per_day or 0,
+            )
+
+    async def _tracked(
+        self, process: Callable[[Window], Coroutine[Any, Any, object]], window: Window
+    ) -> object:
+        try:
+            return await process(window)
+        finally:
+            self._pace.stopped(window)  # no-op once its last page was read
 
     async def _settle_phase(self, horizon: datetime) -> None:
         settled = self._lease.state.settled
@@ -338,19 +424,24 @@ class _SourceRun:
             cursor = window.end
             return window
 
-        sparse = False  # several one-day windows first: at most a few extra requests
+        sparse = False
+        measured = False
 
         async def settle(window: Window) -> None:
-            nonlocal span, sparse
+            nonlocal span, sparse, measured
             pages = await self._settle(window)
             span = next_settle_span(span, pages)
             sparse = pages <= 2  # near-empty days: grow one window at a time
+            measured = True
 
         def width() -> int:
-            # While windows still grow (sparse history) one at a time, each sized from the
-            # last; once they stop growing, several at once.
+            # One window first, unless a window already needed a second page: a sparse
+            # history is then read in a few growing windows (one at a time, each sized from
+            # the last), a busy one in many one-day windows at once.
+            if self._pace.dense:
+                return self._settings.windows_in_flight
             growing = sparse and span < SETTLE_MAX_DAYS
-            return 1 if growing else self._settings.windows_in_flight
+            return 1 if growing or not measured else self._settings.windows_in_flight
 
         await self._in_flight(next_window, settle, width)
 
@@ -494,7 +585,12 @@ class _SourceRun:
         self, window: Window, name_for: Callable[[date], str]
     ) -> tuple[list[CommittedBlob], int]:
         """Read ``window`` page by page into its blobs and commit them."""
-        writer = PartitionWriter(self._store, name_for)
+        # Windows in flight share one memory budget for buffered blocks.
+        writer = PartitionWriter(
+            self._store,
+            name_for,
+            max(MIN_WINDOW_BUFFER, SOURCE_BUFFER_LIMIT // self._settings.windows_in_flight),
+        )
         pages = 0
         previous_keys: set[str] = set()
         source, report = self._source, self._report
@@ -508,6 +604,7 @@ class _SourceRun:
                         f"[request-id {page.request_id}]: {exc}; nothing of this window was committed"
                     ) from None
                 await writer.add(split.lines)
+                self._pace.read(window, split.rows)
                 previous_keys = split.keys
                 pages += 1
                 report.duplicates += split.duplicates
@@ -523,6 +620,7 @@ class _SourceRun:
                         page.number,
                         window,
                     )
+        self._pace.paged(window)
         # Right before committing: a run that stalled past its lease and was taken over finds
         # out here, before it can replace the newer blobs.
         await self._lease.confirm()

@@ -30,7 +30,7 @@ DEFAULTS: dict[str, str] = {
     "COLLECTOR_LEASE_SECONDS": "300",
     "GRAPH_REQUESTS_PER_MINUTE_PER_LOG": "50",
     "GRAPH_REQUESTS_PER_MINUTE": "200",
-    "COLLECTOR_WINDOWS_IN_FLIGHT": "3",
+    "COLLECTOR_WINDOWS_IN_FLIGHT": "16",
 }
 """Settings with a default; the rest are optional (``COLLECTOR_START``, ``AZURE_CLIENT_ID``,
 ``COLLECTOR_STORAGE__clientId``) or one-of-two required (``COLLECTOR_STORAGE`` or

@@ -51,6 +51,9 @@ class SourceState:
     pending: tuple[Pending, ...] = ()
     owner: str | None = None
     lease_until: float | None = None
+    rows_per_day: float | None = None
+    """How many rows a day of this source holds, as last measured (None: not yet known);
+    runs size the work they take on by it."""
 
 
 def _stamp(moment: datetime | None) -> str | None:
@@ -75,6 +78,7 @@ def state_to_document(source: Source, state: SourceState) -> dict[str, Any]:
             }
             for p in state.pending
         ],
+        "rowsPerDay": state.rows_per_day,
         "owner": state.owner,
         "leaseUntil": None
         if state.lease_until is None
@@ -103,7 +107,13 @@ def state_from_document(document: Any) -> SourceState:
         ),
         owner=document.get("owner"),
         lease_until=None if lease is None else lease.timestamp(),
+        rows_per_day=_rate(document.get("rowsPerDay")),
     )
+
+
+def _rate(value: Any) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+    return float(value) if ok else None
 
 
 def _same_state(a: Any, b: dict[str, Any]) -> bool:

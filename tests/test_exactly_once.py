@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -13,10 +14,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from collector.timefmt import parse_ticks
+from collector.runner import SourceReport, run_cycle
+from collector.settings import load_settings
+from collector.timefmt import parse_instant, parse_ticks
 from devstack.azurite import ACCOUNT, ACCOUNT_KEY, Azurite
 from devstack.graph_simulator import Fault
 from devstack.proxy import CountingProxy
@@ -476,3 +480,51 @@ def test_a_state_write_whose_answer_is_lost_does_not_strand_the_lease(
     assert_archive_matches(stack, "pstn", START, "2026-10-21T11:00:00Z")
     assert stack.run("2026-10-21T13:00:00Z", COLLECTOR_SOURCES="pstn") == 0  # not "yielded"
     assert_archive_matches(stack, "pstn", START, "2026-10-21T12:00:00Z")
+
+
+def test_too_much_in_flight_for_one_run_is_cut_off_and_later_runs_take_less(
+    stack: Stack,
+) -> None:
+    """A dense tenant in miniature: Graph's budget (4 requests a second here) cannot finish
+    the windows a first run starts before its hard time limit. The run stops them (nothing
+    half-written stays), later runs size what they take on by the measured density, and the
+    archive completes exactly."""
+    as_of = parse_instant("2026-10-21T12:00:00Z")
+    settings = load_settings(
+        {
+            **stack.env,
+            "COLLECTOR_SOURCES": "direct_routing",
+            "COLLECTOR_START": "2026-10-12T00:00:00Z",  # 7 days to settle, 2.5 to read
+            "COLLECTOR_TIME_BUDGET_SECONDS": "2",
+            "COLLECTOR_WINDOWS_IN_FLIGHT": "8",
+            "GRAPH_REQUESTS_PER_MINUTE_PER_LOG": "4",  # per 1 s "minute" below
+        }
+    )
+    reports: list[SourceReport] = []
+    state: dict[str, Any] | None = None
+    while len(reports) < 60:
+        report = asyncio.run(
+            run_cycle(settings, as_of, budget_period=1.0, budget_margin=0.0)
+        ).sources[0]
+        assert report.status == "ok", report.summary()
+        # The hard limit is 1.25 x the budget; stopping and releasing take a little more.
+        assert report.seconds < 2.5 + 1.5, report.summary()
+        reports.append(report)
+        state = stack.state("direct_routing")
+        assert state is not None
+        if state["watermark"] == "2026-10-21T11:00:00Z" and state["settled"] == (
+            "2026-10-19T00:00:00Z"
+        ):
+            break
+    first = reports[0]
+    # The first run cannot know the density: it starts all 10 windows, too many to finish;
+    # at the hard limit it stops the ones still reading but one, which it finishes...
+    assert first.cut_off >= 3 and first.windows >= 1, first.summary()
+    # ...and later runs, knowing it (2,300 rows a day), take on what they can finish.
+    assert sum(r.cut_off > 0 for r in reports) <= 2, [r.summary() for r in reports]
+    assert all(r.windows > 0 for r in reports[2:]), [r.summary() for r in reports]
+    assert state is not None and state["pending"] == [] and state["owner"] is None
+    assert state["rowsPerDay"] == 2300
+    assert_archive_matches(stack, "direct_routing", "2026-10-12T00:00:00Z", "2026-10-21T11:00:00Z")
+    settled = [n for n in stack.blobs() if "/settled-" in n and "direct_routing" in n]
+    assert len(settled) == 7  # one blob per settled day, nothing left half-done

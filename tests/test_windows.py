@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from collector.windows import (
     Window,
-    floor_to_midnight,
     balanced_span,
+    floor_to_midnight,
     next_settle_span,
     plan_windows,
     run_end,
