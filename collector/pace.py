@@ -49,6 +49,11 @@ class Pace:
         self.dense = rows_per_day is not None and rows_per_day >= PAGE_ROWS
         """True once a window needed more than one page (or the stored density says so)."""
 
+    @property
+    def reading(self) -> int:
+        """Windows being read now."""
+        return len(self._reading)
+
     def pages(self, window: Window) -> float:
         """Pages ``window`` is expected to take (0 while the density is unknown)."""
         if self.rows_per_day is None:

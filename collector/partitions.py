@@ -11,7 +11,8 @@ from .blobstore import BlobStore, BlockBlobWriter
 BUFFER_LIMIT = 8 * 1024 * 1024
 """Bytes all of a window's blobs may hold in memory together before the largest is staged."""
 SOURCE_BUFFER_LIMIT = 16 * 1024 * 1024
-"""Bytes the windows of one source in flight may buffer together (split between them)."""
+"""Bytes the windows of one source in flight may buffer together (split between them, at
+most ``BUFFER_LIMIT`` each)."""
 MIN_WINDOW_BUFFER = 1024 * 1024
 """Least buffer a window gets: smaller blocks would only add storage requests."""
 
@@ -28,16 +29,20 @@ class CommittedBlob:
 class PartitionWriter:
     """Writes a window's rows to the blob ``name_for(day)`` of each row's date.
 
-    A 90-day window may touch 90 blobs at once; their buffers share ``buffer_limit`` so memory
-    stays bounded by a page plus that limit, whatever the window's size.
+    A 90-day window may touch 90 blobs at once; their buffers share ``buffer_limit`` (a
+    number, or a function asked at each page: the share of a budget that several windows
+    split) so memory stays bounded by a page plus that limit, whatever the window's size.
     """
 
     def __init__(
-        self, store: BlobStore, name_for: Callable[[date], str], buffer_limit: int = BUFFER_LIMIT
+        self,
+        store: BlobStore,
+        name_for: Callable[[date], str],
+        buffer_limit: int | Callable[[], int] = BUFFER_LIMIT,
     ) -> None:
         self._store = store
         self._name_for = name_for
-        self._buffer_limit = buffer_limit
+        self._buffer_limit = buffer_limit if callable(buffer_limit) else lambda: buffer_limit
         self._writers: dict[date, BlockBlobWriter] = {}
 
     async def add(self, lines_by_day: dict[date, list[bytes]]) -> None:
@@ -47,7 +52,8 @@ class PartitionWriter:
             if writer is None:
                 writer = self._writers[day] = self._store.writer(self._name_for(day))
             await writer.write_lines(lines)
-        while sum(w.buffered for w in self._writers.values()) > self._buffer_limit:
+        limit = self._buffer_limit()
+        while sum(w.buffered for w in self._writers.values()) > limit:
             await max(self._writers.values(), key=lambda w: w.buffered).flush()
 
     async def commit(self, metadata: dict[str, str]) -> list[CommittedBlob]:

@@ -41,6 +41,7 @@ from .layout import (
 )
 from .pace import Pace
 from .partitions import (
+    BUFFER_LIMIT,
     MIN_WINDOW_BUFFER,
     SOURCE_BUFFER_LIMIT,
     CommittedBlob,
@@ -585,11 +586,14 @@ class _SourceRun:
         self, window: Window, name_for: Callable[[date], str]
     ) -> tuple[list[CommittedBlob], int]:
         """Read ``window`` page by page into its blobs and commit them."""
-        # Windows in flight share one memory budget for buffered blocks.
+        # The windows being read share one memory budget for buffered blocks.
         writer = PartitionWriter(
             self._store,
             name_for,
-            max(MIN_WINDOW_BUFFER, SOURCE_BUFFER_LIMIT // self._settings.windows_in_flight),
+            lambda: min(
+                BUFFER_LIMIT,
+                max(MIN_WINDOW_BUFFER, SOURCE_BUFFER_LIMIT // max(1, self._pace.reading)),
+            ),
         )
         pages = 0
         previous_keys: set[str] = set()
