@@ -81,6 +81,10 @@ class Pace:
         if pages > 1:
             self.dense = True
 
+    def is_reading(self, window: Window) -> bool:
+        """True while ``window`` has pages left to read."""
+        return window in self._reading
+
     def rows_read(self, window: Window) -> int:
         """Rows ``window`` has read so far (0 once it has read its last page)."""
         return self._reading.get(window, 0)

@@ -337,7 +337,7 @@ class _SourceRun:
         still finishes one window, and ends."""
         running: dict[asyncio.Task[object], Window] = {}
         held: Window | None = None  # the next window, waiting to be admitted
-        exhausted = False
+        exhausted = stopped = False
         try:
             while True:
                 while (
@@ -366,7 +366,7 @@ class _SourceRun:
                 finished, _ = await asyncio.wait(
                     running,
                     # Polled: a window's first page may widen ``width`` (a dense source).
-                    timeout=None if self._cut else max(0.0, min(left, POLL_SECONDS)),
+                    timeout=None if stopped else max(0.0, min(left, POLL_SECONDS)),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 for task in finished:
@@ -374,20 +374,23 @@ class _SourceRun:
                 errors = [e for e in (t.exception() for t in finished) if e is not None]
                 if errors:
                     raise errors[0]
-                if not self._cut and time.monotonic() >= self._cycle.hard_deadline:
-                    await self._cut_off(running)
+                if not stopped and time.monotonic() >= self._cycle.hard_deadline:
+                    await self._cut_off(running)  # in each phase, once
+                    stopped = True
         finally:
             for task in running:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
 
     async def _cut_off(self, running: dict[asyncio.Task[object], Window]) -> None:
-        """At the hard time limit: keep the source's window furthest on, stop the rest."""
+        """At the hard time limit: keep the source's window furthest on, and those that have
+        read their last page (they only commit now), and stop the rest."""
         self._cut = True
         self._report.out_of_time = True
-        if running and (self._survivor is None or self._survivor.done()):
-            self._survivor = max(running, key=lambda t: self._pace.rows_read(running[t]))
-        stopped = [t for t in running if t is not self._survivor]
+        paging = [t for t in running if self._pace.is_reading(running[t])]
+        if paging and (self._survivor is None or self._survivor.done()):
+            self._survivor = max(paging, key=lambda t: self._pace.rows_read(running[t]))
+        stopped = [t for t in paging if t is not self._survivor]
         for task in stopped:
             task.cancel()
             del running[task]

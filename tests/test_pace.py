@@ -60,7 +60,9 @@ def test_density_is_learned_from_whole_days_and_cut_off_windows() -> None:
     assert pace.rows_per_day == 3_000
     pace.started(day(2))
     pace.read(day(2), 2_000)
+    assert pace.is_reading(day(2)) and pace.reading == 1
     pace.paged(day(2))  # the run's first measurement replaces what was assumed
+    assert not pace.is_reading(day(2)) and pace.reading == 0  # committing: never stopped
     assert pace.rows_per_day == 2_000
     pace.started(day(3, days=2))
     pace.read(day(3, days=2), 10_000)
