@@ -29,7 +29,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common import day_windows, token  # noqa: E402
+from common import day_windows, function_path, token  # noqa: E402
 
 from collector.timefmt import format_instant, parse_instant  # noqa: E402
 from devstack.azurite import Azurite  # noqa: E402
@@ -123,9 +123,8 @@ async def plain_loop(
         for source in sources:
             version, function = FUNCTIONS[source]
             for a, b in day_windows(start, end):
-                url: str | None = (
-                    f"{env['GRAPH_ENDPOINT']}/{version}/communications/callRecords/"
-                    f"{function}(fromDateTime={a},toDateTime={b})"
+                url: str | None = f"{env['GRAPH_ENDPOINT']}/{version}/" + function_path(
+                    function, a, b
                 )
                 # Blocking file I/O in a coroutine, as a first script would have it.
                 with open(out / f"{source}-{a[:10]}.jsonl", "w", encoding="utf-8") as file:  # noqa: ASYNC230

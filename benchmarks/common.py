@@ -1,4 +1,5 @@
-"""What the benchmark's tools share: a token from the local identity endpoint, day windows."""
+"""What the benchmark's tools share: a token from the local identity endpoint, day windows,
+the path of a call-log function's window."""
 
 from __future__ import annotations
 
@@ -30,3 +31,8 @@ def day_windows(start: str, end: str) -> list[tuple[str, str]]:
         out.append((a.strftime("%Y-%m-%dT%H:%M:%SZ"), nxt.strftime("%Y-%m-%dT%H:%M:%SZ")))
         a = nxt
     return out
+
+
+def function_path(function: str, start: str, end: str) -> str:
+    """Path (below the version) of ``function``'s window ``[start, end)``, as Graph takes it."""
+    return f"communications/callRecords/{function}(fromDateTime={start},toDateTime={end})"

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from common import day_windows, token
+from common import day_windows, function_path, token
 
 FUNCTION = "getDirectRoutingCalls"
 
@@ -49,10 +49,7 @@ async def msgraph_sdk(env: dict[str, str], start: str, end: str, out: Path) -> d
             datetime.fromisoformat(b.replace("Z", "+00:00")),
         )
         # The SDK's URL template drops the comma between the parameters: give it the URL.
-        url: str | None = (
-            f"{env['GRAPH_ENDPOINT']}/v1.0/communications/callRecords/{FUNCTION}"
-            f"(fromDateTime={a},toDateTime={b})"
-        )
+        url: str | None = f"{env['GRAPH_ENDPOINT']}/v1.0/" + function_path(FUNCTION, a, b)
         with open(out / f"{a[:10]}.jsonl", "w", encoding="utf-8") as file:  # noqa: ASYNC230
             while url:
                 requests += 1
@@ -91,7 +88,7 @@ def dlt_rest(env: dict[str, str], start: str, end: str, out: Path) -> dict[str, 
                 {
                     "name": f"direct_routing_{a[:10].replace('-', '')}",
                     "endpoint": {
-                        "path": f"communications/callRecords/{FUNCTION}(fromDateTime={a},toDateTime={b})",
+                        "path": function_path(FUNCTION, a, b),
                         "data_selector": "value",
                     },
                 }

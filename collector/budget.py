@@ -67,6 +67,8 @@ class RequestBudget:
         # later than it was sent by more than the next one: spans are stretched by ``margin``
         # seconds so the two counts never disagree (1.7 % of Graph's minute).
         period += margin
+        self.span = period
+        """Seconds each counted span lasts: the period plus the margin."""
         self._per_log = per_log
         self._period = period
         self._clock = clock

@@ -23,7 +23,7 @@ SAFETY = 0.8
 _DAY = timedelta(days=1)
 
 
-def window_days(window: Window) -> float:
+def days_long(window: Window) -> float:
     """Length of ``window`` in days."""
     return (window.end - window.start) / _DAY
 
@@ -58,7 +58,7 @@ class Pace:
         """Pages ``window`` is expected to take (0 while the density is unknown)."""
         if self.rows_per_day is None:
             return 0.0
-        return self.rows_per_day * window_days(window) / PAGE_ROWS + 1
+        return self.rows_per_day * days_long(window) / PAGE_ROWS + 1
 
     def admits(self, window: Window) -> bool:
         """True when ``window`` may start now: nothing is being read, the density is not
@@ -94,7 +94,7 @@ class Pace:
         the newest hours may still be filling in)."""
         rows = self._reading.pop(window, 0)
         self._pages.pop(window, None)
-        days = window_days(window)
+        days = days_long(window)
         if days >= 1:
             measured = rows / days
             # The first measurement of a run replaces the stored one (the tenant may have
@@ -112,6 +112,6 @@ class Pace:
             return
         rows = self._reading.pop(window)
         self._pages.pop(window, None)
-        days = window_days(window)
+        days = days_long(window)
         if days >= 1 and rows:
             self.rows_per_day = max(self.rows_per_day or 0.0, rows / days)

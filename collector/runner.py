@@ -154,9 +154,13 @@ async def run_cycle(
     ``budget_period`` is the span the request limits apply to: 60 s, except in benchmarks that
     scale Graph's minute down; ``budget_margin`` widens it for arrival jitter.
     """
-    cycle = _Cycle(
-        settings, (now or datetime.now(UTC)).astimezone(UTC), budget_period + budget_margin
+    budget = RequestBudget(
+        settings.requests_per_minute_per_log,
+        settings.requests_per_minute,
+        budget_period,
+        margin=budget_margin,
     )
+    cycle = _Cycle(settings, (now or datetime.now(UTC)).astimezone(UTC), budget.span)
     tokens = TokenProvider(
         graph_credentials or credential_factory(settings.identity_client_id), settings.graph_scope
     )
@@ -171,12 +175,7 @@ async def run_cycle(
                     settings.graph_endpoint,
                     timeout=settings.graph_timeout,
                     retry=retry,
-                    budget=RequestBudget(
-                        settings.requests_per_minute_per_log,
-                        settings.requests_per_minute,
-                        budget_period,
-                        margin=budget_margin,
-                    ),
+                    budget=budget,
                 )
                 reports = await asyncio.gather(
                     *(cycle.collect(source, graph, store) for source in settings.sources)
@@ -189,15 +188,15 @@ async def run_cycle(
 class _Cycle:
     """What every source of one cycle shares: settings, 'now', run id and deadline."""
 
-    def __init__(self, settings: Settings, now: datetime, budget_period: float = 60.0) -> None:
+    def __init__(self, settings: Settings, now: datetime, budget_span: float = 61.0) -> None:
         self.settings = settings
         self.now = now
         self.run_id = uuid.uuid4().hex[:12]
         self.deadline = time.monotonic() + settings.time_budget
         self.hard_deadline = time.monotonic() + settings.time_budget * HARD_LIMIT_FACTOR
         """Windows still reading now are stopped, so a run ends before the host kills it."""
-        self.budget_period = budget_period
-        """Seconds Graph's limits apply to (60; less in benchmarks that scale time)."""
+        self.budget_span = budget_span
+        """Seconds each span of the request budget lasts (``RequestBudget.span``)."""
 
     async def collect(self, source: Source, graph: GraphClient, store: BlobStore) -> SourceReport:
         """Collect one source; errors end this source only and are reported, not raised."""
@@ -254,7 +253,7 @@ class _SourceRun:
             settings.requests_per_minute / len(settings.sources),
         )
         self._pace = Pace(
-            lease.state.rows_per_day, per_log / cycle.budget_period, cycle.hard_deadline
+            lease.state.rows_per_day, per_log / cycle.budget_span, cycle.hard_deadline
         )
 
     async def run(self) -> None:
