@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from datetime import date
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from azure.storage.blob.aio import BlobServiceClient as AsyncBlobServiceClient
 
 from collector.blobstore import BlobStore
 from collector.errors import StateConflictError
+from collector.partitions import PartitionWriter
 from devstack.azurite import Azurite
 
 _names = itertools.count(1)
@@ -82,3 +84,28 @@ def test_sync_client_sees_the_same(azurite: Azurite) -> None:
     # The Azurite fixture is usable by plain SDK clients too (used by the e2e helpers).
     service = BlobServiceClient.from_connection_string(azurite.connection_string)
     assert service.get_account_information()["account_kind"]
+
+
+def test_a_window_buffers_only_its_share_of_the_limit(azurite: Azurite) -> None:
+    # The limit is asked at each page: when more windows are being read, each holds less.
+    share = [64 * 1024]
+    lines = [f'{{"id":"{i}","pad":"{"x" * 90}"}}'.encode() for i in range(2_000)]
+    result: dict[str, Any] = {}
+
+    async def body(store: BlobStore) -> None:
+        writer = PartitionWriter(store, lambda day: f"src/{day}.jsonl", lambda: share[0])
+        day = date(2026, 1, 1)
+        peaks = []
+        for start in range(0, len(lines), 100):
+            if start == 1_000:
+                share[0] = 8 * 1024  # seven more windows started
+            await writer.add({day: lines[start : start + 100]})
+            peaks.append(sum(w.buffered for w in writer._writers.values()))
+        await writer.commit({})
+        result["early"], result["late"] = max(peaks[:10]), max(peaks[10:])
+        result["data"] = await store.read_bytes(f"src/{day}.jsonl")
+
+    asyncio.run(_with_store(azurite, 1024 * 1024, body))
+    assert 8 * 1024 < result["early"] <= 64 * 1024
+    assert result["late"] <= 8 * 1024
+    assert result["data"] == b"\n".join(lines) + b"\n"
