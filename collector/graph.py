@@ -69,6 +69,8 @@ class Page:
     rows: list[Any]
     request_id: str | None
     url: str
+    more: bool = False
+    """True when a nextLink follows: the window needs another page."""
 
 
 def window_url(endpoint: str, source: Source, window: Window) -> str:
@@ -196,7 +198,7 @@ class GraphClient:
                         )
                     seen.add(link)
                     fetch = asyncio.create_task(self._get(link, stats, source.name))
-                yield Page(number, rows, request_id, url)
+                yield Page(number, rows, request_id, url, link is not None)
                 url = link
         finally:
             if fetch is not None:

@@ -74,12 +74,17 @@ class Pace:
         """``window`` is now being read."""
         self._reading[window] = 0
 
-    def read(self, window: Window, rows: int) -> None:
-        """``window`` got a page of ``rows`` rows."""
+    def read(self, window: Window, rows: int, more: bool = False) -> bool:
+        """``window`` got a page of ``rows`` rows (``more``: another page follows). Return
+        True when this page showed the source to be dense (a window needs several pages)."""
         self._reading[window] = self._reading.get(window, 0) + rows
         self._pages[window] = pages = self._pages.get(window, 0) + 1
-        if pages > 1:
-            self.dense = True
+        # A first page that has rows and a nextLink already proves it: waiting for the
+        # second page would cost the whole run one page latency of narrow reading.
+        if self.dense or not (pages > 1 or (more and rows)):
+            return False
+        self.dense = True
+        return True
 
     def is_reading(self, window: Window) -> bool:
         """True while ``window`` has pages left to read."""

@@ -247,6 +247,9 @@ class _SourceRun:
         """True once the hard time limit has stopped windows: nothing new starts."""
         self._survivor: asyncio.Task[object] | None = None
         """The one window kept reading past the hard time limit."""
+        self._wakers: set[asyncio.Event] = set()
+        """One per ``_in_flight`` loop: set when the source proves dense, so a phase
+        reading one window at a time widens at once rather than at its next poll."""
         settings = cycle.settings
         per_log = min(
             settings.requests_per_minute_per_log,
@@ -337,6 +340,8 @@ class _SourceRun:
         running: dict[asyncio.Task[object], Window] = {}
         held: Window | None = None  # the next window, waiting to be admitted
         exhausted = stopped = False
+        wake = asyncio.Event()
+        self._wakers.add(wake)
         try:
             while True:
                 while (
@@ -362,12 +367,16 @@ class _SourceRun:
                     await asyncio.sleep(POLL_SECONDS)  # the other phase's windows end first
                     continue
                 left = self._cycle.hard_deadline - time.monotonic()
+                woken = asyncio.ensure_future(wake.wait())
                 finished, _ = await asyncio.wait(
-                    running,
-                    # Polled: a window's first page may widen ``width`` (a dense source).
+                    [*running, woken],
+                    # Polled too: what ``Pace`` admits grows as the windows read pages.
                     timeout=None if stopped else max(0.0, min(left, POLL_SECONDS)),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
+                woken.cancel()
+                wake.clear()
+                finished.discard(woken)
                 for task in finished:
                     del running[task]
                 errors = [e for e in (t.exception() for t in finished) if e is not None]
@@ -377,6 +386,7 @@ class _SourceRun:
                     await self._cut_off(running)  # in each phase, once
                     stopped = True
         finally:
+            self._wakers.discard(wake)
             for task in running:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
@@ -610,7 +620,9 @@ class _SourceRun:
                         f"[request-id {page.request_id}]: {exc}; nothing of this window was committed"
                     ) from None
                 await writer.add(split.lines)
-                self._pace.read(window, split.rows)
+                if self._pace.read(window, split.rows, page.more):
+                    for wake in self._wakers:
+                        wake.set()
                 previous_keys = split.keys
                 pages += 1
                 report.duplicates += split.duplicates

@@ -70,3 +70,17 @@ def test_density_is_learned_from_whole_days_and_cut_off_windows() -> None:
     assert pace.rows_per_day == 5_000
     pace.stopped(day(3, days=2))  # already finished: no effect
     assert pace.rows_per_day == 5_000
+
+
+def test_a_first_page_with_a_next_link_proves_the_source_dense() -> None:
+    pace = Pace(None, requests_per_second=1, hard_deadline=100, clock=Clock())
+    pace.started(day(0))
+    assert not pace.read(day(0), 0, more=True)  # an empty page with a link proves nothing
+    assert not pace.dense
+    pace.started(day(1))
+    assert not pace.read(day(1), 400, more=False)  # one page holds the whole window
+    assert not pace.dense
+    pace.started(day(1, days=2))
+    assert pace.read(day(1, days=2), 1000, more=True)  # needs another page: dense, once
+    assert pace.dense
+    assert not pace.read(day(1, days=2), 1000, more=True)  # already known: no new signal
