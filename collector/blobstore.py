@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -44,6 +45,8 @@ class BlockBlobWriter:
         self._prefix = uuid.uuid4().hex
         self._block_ids: list[str] = []
         self._buffer = bytearray()
+        self._staging: asyncio.Task[Any] | None = None
+        self._staging_bytes = 0
         self.lines = 0
         self.bytes = 0
 
@@ -66,7 +69,7 @@ class BlockBlobWriter:
 
     async def commit(self, metadata: dict[str, str]) -> None:
         """Stage what is buffered and commit the block list: the blob appears whole at once."""
-        await self.flush()
+        await self.flush()  # every block is staged before the list that names them
         try:
             await self._blob.commit_block_list(
                 [BlobBlock(block_id=i) for i in self._block_ids],
@@ -82,19 +85,44 @@ class BlockBlobWriter:
 
     @property
     def buffered(self) -> int:
-        """Bytes held in memory, not yet staged."""
-        return len(self._buffer)
+        """Bytes held in memory: buffered, or in a block still on its way to storage."""
+        return len(self._buffer) + self._staging_bytes
 
     async def flush(self) -> None:
-        """Stage what is buffered now (to free memory), even if less than a block."""
+        """Stage what is buffered now, even if less than a block, and wait until storage
+        has it (frees the memory)."""
         if self._buffer:
             await self._stage()
+        await self._staged()
+
+    async def abort(self) -> None:
+        """Stop a block still on its way (the window was stopped or failed); nothing is
+        committed, so storage drops the staged blocks by itself."""
+        if self._staging is not None:
+            self._staging.cancel()
+            await asyncio.gather(self._staging, return_exceptions=True)
+            self._staging, self._staging_bytes = None, 0
 
     async def _stage(self) -> None:
+        """Start uploading the buffer as a block and return: the window reads its next page
+        while the block travels (at most one block of a blob is on its way at a time)."""
+        await self._staged()
         block_id = f"{self._prefix}{len(self._block_ids):08d}"
-        await self._blob.stage_block(block_id, bytes(self._buffer), length=len(self._buffer))
-        self._block_ids.append(block_id)
+        data = bytes(self._buffer)
         self._buffer.clear()
+        self._block_ids.append(block_id)
+        self._staging_bytes = len(data)
+        self._staging = asyncio.ensure_future(
+            self._blob.stage_block(block_id, data, length=len(data))
+        )
+
+    async def _staged(self) -> None:
+        """Wait for the block on its way; its failure is raised here."""
+        if self._staging is not None:
+            try:
+                await self._staging
+            finally:
+                self._staging, self._staging_bytes = None, 0
 
 
 class BlobStore:

@@ -56,6 +56,11 @@ class PartitionWriter:
         while sum(w.buffered for w in self._writers.values()) > limit:
             await max(self._writers.values(), key=lambda w: w.buffered).flush()
 
+    async def abort(self) -> None:
+        """Stop the blocks still on their way (the window ends without committing)."""
+        for writer in self._writers.values():
+            await writer.abort()
+
     async def commit(self, metadata: dict[str, str]) -> list[CommittedBlob]:
         """Commit every blob (each appears whole at once) and say what was written."""
         committed = []

@@ -448,7 +448,7 @@ class _SourceRun:
             measured = True
 
         def width() -> int:
-            # One window first, unless a window already needed a second page: a sparse
+            # One window first, unless a window is known to need several pages: a sparse
             # history is then read in a few growing windows (one at a time, each sized from
             # the last), a busy one in many one-day windows at once.
             if self._pace.dense:
@@ -607,6 +607,23 @@ class _SourceRun:
                 max(MIN_WINDOW_BUFFER, SOURCE_BUFFER_LIMIT // max(1, self._pace.reading)),
             ),
         )
+        try:
+            pages = await self._page_into(window, writer)
+            # Right before committing: a run that stalled past its lease and was taken over
+            # finds out here, before it can replace the newer blobs.
+            await self._lease.confirm()
+            metadata = {
+                "source": self._source.name,
+                "windowStart": format_instant(window.start),
+                "windowEnd": format_instant(window.end),
+            }
+            return await writer.commit(metadata), pages
+        except BaseException:
+            await writer.abort()  # no block may outlive its window's task
+            raise
+
+    async def _page_into(self, window: Window, writer: PartitionWriter) -> int:
+        """Stream every page of ``window`` into ``writer``; return the number of pages."""
         pages = 0
         previous_keys: set[str] = set()
         source, report = self._source, self._report
@@ -639,15 +656,7 @@ class _SourceRun:
                         window,
                     )
         self._pace.paged(window)
-        # Right before committing: a run that stalled past its lease and was taken over finds
-        # out here, before it can replace the newer blobs.
-        await self._lease.confirm()
-        metadata = {
-            "source": source.name,
-            "windowStart": format_instant(window.start),
-            "windowEnd": format_instant(window.end),
-        }
-        return await writer.commit(metadata), pages
+        return pages
 
     def _done(self, window: Window, label: str, blobs: list[CommittedBlob], pages: int) -> None:
         self._report.windows += 1

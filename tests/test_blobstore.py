@@ -8,6 +8,7 @@ from datetime import date
 from typing import Any
 
 import pytest
+from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import BlobServiceClient
 from azure.storage.blob.aio import BlobServiceClient as AsyncBlobServiceClient
 
@@ -109,3 +110,44 @@ def test_a_window_buffers_only_its_share_of_the_limit(azurite: Azurite) -> None:
     assert 8 * 1024 < result["early"] <= 64 * 1024
     assert result["late"] <= 8 * 1024
     assert result["data"] == b"\n".join(lines) + b"\n"
+
+
+def test_a_block_travels_while_the_next_fills_and_its_failure_is_not_lost(
+    azurite: Azurite,
+) -> None:
+    result: dict[str, Any] = {}
+
+    async def body(store: BlobStore) -> None:
+        writer = store.writer("travel.jsonl")
+        await writer.write_lines([b"x" * 1023])  # a full block: staged in the background
+        result["in_flight"] = writer.buffered  # still in memory until storage has it
+        await writer.flush()
+        result["flushed"] = writer.buffered
+        await writer.write_lines([b"y" * 1023])
+        await writer.commit({})
+        result["data"] = await store.read_bytes("travel.jsonl")
+
+        # A block that fails on its way fails the commit: nothing is silently lost.
+        doomed = store.writer("doomed.jsonl")
+        await store._container.delete_container()
+        await doomed.write_lines([b"z" * 1023])
+        with pytest.raises(HttpResponseError):
+            await doomed.commit({})
+
+    asyncio.run(_with_store(azurite, 1024, body))
+    assert result["in_flight"] == 1024 and result["flushed"] == 0
+    assert result["data"] == b"x" * 1023 + b"\n" + b"y" * 1023 + b"\n"
+
+
+def test_an_aborted_writer_stops_its_block_and_commits_nothing(azurite: Azurite) -> None:
+    result: dict[str, Any] = {}
+
+    async def body(store: BlobStore) -> None:
+        writer = PartitionWriter(store, lambda day: f"src/{day}.jsonl")
+        await writer.add({date(2026, 1, 1): [b"a" * 2047]})  # one block on its way
+        await writer.abort()
+        result["buffered"] = sum(w.buffered for w in writer._writers.values())
+        result["names"] = await store.list_names("src/")
+
+    asyncio.run(_with_store(azurite, 1024, body))
+    assert result == {"buffered": 0, "names": []}
