@@ -47,6 +47,8 @@ class BlockBlobWriter:
         self._buffer = bytearray()
         self._staging: asyncio.Task[Any] | None = None
         self._staging_bytes = 0
+        self._failed: Exception | None = None
+        """Why a block never reached storage: every later stage or commit fails with it."""
         self.lines = 0
         self.bytes = 0
 
@@ -98,10 +100,16 @@ class BlockBlobWriter:
     async def abort(self) -> None:
         """Stop a block still on its way (the window was stopped or failed); nothing is
         committed, so storage drops the staged blocks by itself."""
-        if self._staging is not None:
-            self._staging.cancel()
-            await asyncio.gather(self._staging, return_exceptions=True)
-            self._staging, self._staging_bytes = None, 0
+        await asyncio.gather(*self.stop_staging(), return_exceptions=True)
+
+    def stop_staging(self) -> list[asyncio.Task[Any]]:
+        """Cancel the block on its way, without waiting; return its task to be awaited."""
+        task, self._staging, self._staging_bytes = self._staging, None, 0
+        if task is None:
+            return []
+        task.cancel()
+        self._failed = self._failed or RuntimeError(f"{self.name}: writing was aborted")
+        return [task]
 
     async def _stage(self) -> None:
         """Start uploading the buffer as a block and return: the window reads its next page
@@ -117,10 +125,19 @@ class BlockBlobWriter:
         )
 
     async def _staged(self) -> None:
-        """Wait for the block on its way; its failure is raised here."""
+        """Wait for the block on its way; its failure is raised here, and again at every
+        later stage or commit (the block list names it, so no commit may succeed)."""
+        if self._failed is not None:
+            raise self._failed
         if self._staging is not None:
             try:
                 await self._staging
+            except Exception as exc:
+                self._failed = exc
+                raise
+            except BaseException:
+                self._failed = RuntimeError(f"{self.name}: a block upload was cancelled")
+                raise
             finally:
                 self._staging, self._staging_bytes = None, 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -58,8 +59,10 @@ class PartitionWriter:
 
     async def abort(self) -> None:
         """Stop the blocks still on their way (the window ends without committing)."""
-        for writer in self._writers.values():
-            await writer.abort()
+        # Cancel all before awaiting any: a second cancellation while awaiting cannot leave
+        # an upload running past its window.
+        stopped = [task for w in self._writers.values() for task in w.stop_staging()]
+        await asyncio.gather(*stopped, return_exceptions=True)
 
     async def commit(self, metadata: dict[str, str]) -> list[CommittedBlob]:
         """Commit every blob (each appears whole at once) and say what was written."""

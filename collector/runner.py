@@ -368,13 +368,15 @@ class _SourceRun:
                     continue
                 left = self._cycle.hard_deadline - time.monotonic()
                 woken = asyncio.ensure_future(wake.wait())
-                finished, _ = await asyncio.wait(
-                    [*running, woken],
-                    # Polled too: what ``Pace`` admits grows as the windows read pages.
-                    timeout=None if stopped else max(0.0, min(left, POLL_SECONDS)),
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                woken.cancel()
+                try:
+                    finished, _ = await asyncio.wait(
+                        [*running, woken],
+                        # Polled too: what ``Pace`` admits grows as the windows read pages.
+                        timeout=None if stopped else max(0.0, min(left, POLL_SECONDS)),
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                finally:
+                    woken.cancel()  # also when this phase is cancelled while it waits
                 wake.clear()
                 finished.discard(woken)
                 for task in finished:

@@ -8,7 +8,7 @@ from datetime import date
 from typing import Any
 
 import pytest
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 from azure.storage.blob.aio import BlobServiceClient as AsyncBlobServiceClient
 
@@ -151,3 +151,25 @@ def test_an_aborted_writer_stops_its_block_and_commits_nothing(azurite: Azurite)
 
     asyncio.run(_with_store(azurite, 1024, body))
     assert result == {"buffered": 0, "names": []}
+
+
+def test_a_block_that_failed_fails_every_later_commit_with_its_own_error(
+    azurite: Azurite,
+) -> None:
+    async def body() -> None:
+        async with AsyncBlobServiceClient.from_connection_string(
+            azurite.connection_string
+        ) as service:
+            store = BlobStore(service.get_container_client(f"late{next(_names)}"), 1024)
+            writer = store.writer("w.jsonl")
+            await writer.write_lines([b"q" * 1023])  # its container does not exist yet
+            with pytest.raises(ResourceNotFoundError):
+                await writer.flush()
+            await store.ensure_container()
+            # The block list still names the lost block: the commit must not pass, nor be
+            # mistaken for another run's commit (StateConflictError).
+            with pytest.raises(ResourceNotFoundError):
+                await writer.commit({})
+            assert await store.list_names("") == []
+
+    asyncio.run(body())
