@@ -41,6 +41,8 @@ FUNCTIONS = {
     "pstn": ("v1.0", "getPstnCalls"),
 }
 SCALE = 0.1  # one Graph "minute" lasts 6 s here; page latency scales the same way
+PERIOD, LATENCY = 60 * SCALE, 1.5 * SCALE
+"""Graph's minute and page latency, scaled: the simulator's limits and the floor use both."""
 PER_LOG, PER_APP = 50, 200
 NARROW = {"COLLECTOR_WINDOWS_IN_FLIGHT": "3"}
 NARROW_LABEL = "collector, 3 windows in flight"
@@ -310,7 +312,7 @@ def run_all(quick: bool, repeat: int = 3) -> None:
     if not PEERS_PYTHON.exists():
         print("(peers skipped: run `make bench`, which installs benchmarks/requirements-peers.txt)")
     start = "2026-09-01T00:00:00Z"
-    period, latency = 60 * SCALE, 1.5 * SCALE
+    period, latency = PERIOD, LATENCY
     throttle = f"{PER_LOG},{PER_APP},{period}"
     azurite = Azurite(memory_mb=8192)  # every scenario's blobs stay until the end
     azurite.start()
@@ -356,7 +358,7 @@ def run_all(quick: bool, repeat: int = 3) -> None:
                 "direct_routing",
                 start,
                 end,
-                1,
+                repeat,
             )
         finally:
             sim.close()
@@ -413,13 +415,14 @@ def limited_runs(
     repeat: int,
 ) -> Result:
     """Run ``tool`` against the throttling simulator (the collector ``repeat`` times, each
-    into a new container: a first run every time); return the run of median wall time."""
+    into a new container: a first run every time); return the run of median wall time
+    (the lower of the middle two for an even ``repeat``)."""
     runs = []
     for number in range(1, (repeat if tool == "collector" else 1) + 1):
         env = collector_env(sim, azurite, f"{container}-{number}", sources, start, extra)
         runs.append(limited_run(sim, tool, env, sources, start, end))
     runs.sort(key=lambda r: r.wall)
-    median = runs[len(runs) // 2]
+    median = runs[(len(runs) - 1) // 2]
     if len(runs) > 1:
         print(
             f"   {tool:<11}: median of {len(runs)} runs: wall {median.wall:.1f} s, "
@@ -436,10 +439,9 @@ def limited_run(
     sources: str,
     start: str,
     end: str,
-    period: float = 60 * SCALE,
-    latency: float = 1.5 * SCALE,
 ) -> Result:
     """Run ``tool`` against the throttling simulator; print its figures and the floor."""
+    period, latency = PERIOD, LATENCY
     # Graph counts requests over the last minute: a run starting right after another would
     # inherit that one's last minute of requests (and its 429s). Start on a quiet minute.
     time.sleep(period)
