@@ -118,6 +118,9 @@ class GraphSimulator:
         self._started: dict[str, list[float]] = {}
         self.windows: list[tuple[str, int, int]] = []
         """(source, fromDateTime, toDateTime) in ticks of every first-page request served."""
+        self.arrivals: list[tuple[str, str, int]] = []
+        """(source, raw function parameters, ``$skip``) of every data request, in the order
+        they arrived (before the page latency): tests read the order of pages from it."""
         self.on_request: Callable[[int], None] | None = None
         """Called with the running count of data requests before each is answered (tests
         use it to kill the collector at an exact point)."""
@@ -198,6 +201,10 @@ class GraphSimulator:
             )
         self.stats["requests"] += 1
         self.stats[f"requests:{source}"] += 1
+        skip_text = request.query.get("$skip", "0")
+        self.arrivals.append(
+            (source, match["params"], int(skip_text) if skip_text.isdigit() else -1)
+        )
         now_ms = int((time.monotonic() - self._born) * 1000)
         self.stats.setdefault("first_request_ms", now_ms)
         if self.on_request is not None:

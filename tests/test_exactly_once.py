@@ -528,3 +528,20 @@ def test_too_much_in_flight_for_one_run_is_cut_off_and_later_runs_take_less(
     assert_archive_matches(stack, "direct_routing", "2026-10-12T00:00:00Z", "2026-10-21T11:00:00Z")
     settled = [n for n in stack.blobs() if "/settled-" in n and "direct_routing" in n]
     assert len(settled) == 7  # one blob per settled day, nothing left half-done
+
+
+def test_a_first_backfill_goes_wide_once_a_first_page_has_a_next_link(stack: Stack) -> None:
+    # 2,500 rows a day: three pages. The first settle window reads alone until a page shows
+    # that windows need more than one; its first page already does (rows and a nextLink), so
+    # the other settle days start before that window's third page is even asked for.
+    stack.tenant.rows_per_day.update(sms=2_500)
+    stack.graph.simulator.latency = 0.1
+    assert stack.run(SECOND, COLLECTOR_SOURCES="sms", COLLECTOR_START="2026-10-15") == 0
+    arrivals = [(params[13:23], skip) for source, params, skip in stack.graph.simulator.arrivals]
+    first_page = arrivals.index(("2026-10-15", 0))
+    third_page = arrivals.index(("2026-10-15", 2000))
+    settle_days = ("2026-10-16", "2026-10-17", "2026-10-18", "2026-10-19", "2026-10-20")
+    for day in settle_days:
+        # Not before the probe window's first page (one window first), not after its third.
+        assert first_page < arrivals.index((day, 0)) < third_page, (day, arrivals)
+    assert_archive_matches(stack, "sms", "2026-10-15T00:00:00Z", SECOND_END)
