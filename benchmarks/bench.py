@@ -441,10 +441,9 @@ def limited_run(
     end: str,
 ) -> Result:
     """Run ``tool`` against the throttling simulator; print its figures and the floor."""
-    period, latency = PERIOD, LATENCY
     # Graph counts requests over the last minute: a run starting right after another would
     # inherit that one's last minute of requests (and its 429s). Start on a quiet minute.
-    time.sleep(period)
+    time.sleep(PERIOD)
     before = sim.stats("reset-span")
     result = measure(
         tool,
@@ -453,7 +452,7 @@ def limited_run(
         start=start,
         end=end,
         as_of=end,
-        period=period,
+        period=PERIOD,
         margin=1.0 * SCALE,  # the collector's default margin (1 s a minute), scaled
     )
     after = sim.stats()
@@ -463,7 +462,7 @@ def limited_run(
     }
     throttled = after.get("throttled", 0) - before.get("throttled", 0)
     result.requests, result.throttled = sum(per_log.values()), throttled
-    floor = result.floor = floor_seconds(per_log, period, latency)
+    floor = result.floor = floor_seconds(per_log, PERIOD, LATENCY)
     # From the first request's arrival to the last answer: the part the limits govern
     # (process start-up and the final blob commits are outside it).
     span = (after["last_answer_ms"] - after["first_request_ms"]) / 1000

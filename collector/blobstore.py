@@ -97,13 +97,10 @@ class BlockBlobWriter:
             await self._stage()
         await self._staged()
 
-    async def abort(self) -> None:
-        """Stop a block still on its way (the window was stopped or failed); nothing is
-        committed, so storage drops the staged blocks by itself."""
-        await asyncio.gather(*self.stop_staging(), return_exceptions=True)
-
     def stop_staging(self) -> list[asyncio.Task[Any]]:
-        """Cancel the block on its way, without waiting; return its task to be awaited."""
+        """Cancel the block on its way (the window was stopped or failed), without waiting;
+        return its task to be awaited. Nothing is committed, so storage drops the staged
+        blocks by itself."""
         task, self._staging, self._staging_bytes = self._staging, None, 0
         if task is None:
             return []

@@ -81,7 +81,8 @@ class Pace:
         self._pages[window] = pages = self._pages.get(window, 0) + 1
         # A first page that has rows and a nextLink already proves it: waiting for the
         # second page would cost the whole run one page latency of narrow reading.
-        if self.dense or not (pages > 1 or (more and rows)):
+        proves = pages > 1 or (more and rows > 0)
+        if self.dense or not proves:
             return False
         self.dense = True
         return True
