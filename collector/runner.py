@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
@@ -277,17 +277,19 @@ class _SourceRun:
         self._report.watermark_after = state.watermark
         self._report.settled_after = state.settled
         settled = state.settled
-        redo = sorted(
-            p.window
+        kept = tuple(
+            p
             for p in state.pending
             # A window the settled watermark has passed was replaced by settled blobs.
             if p.kind == PROVISIONAL and (settled is None or p.window.end > settled)
         )
-        if len(redo) != len(state.pending):
+        if len(kept) != len(state.pending):
             # Settled blobs are named by day: the settle phase simply starts again at the
             # settled watermark (with small windows, so a huge one cannot wedge the source).
-            keep = {Pending(PROVISIONAL, w) for w in redo}
-            state = await self._lease.update(pending=tuple(p for p in state.pending if p in keep))
+            state = await self._lease.update(pending=kept)
+        # Windows committed whole are not read again: reading them first, every run, could
+        # take the whole time budget from the settle window they wait for, run after run.
+        redo = sorted(p.window for p in kept if not p.committed)
         if redo:
             log.info("%s: re-reading %d unfinished window(s)", self._source.name, len(redo))
             await self._in_flight(iter(redo).__next__, self._provisional)
@@ -508,13 +510,18 @@ class _SourceRun:
         if settled is not None and settled > watermark:
             watermark = settled
         for claim in list(pending):
-            if claim.kind != PROVISIONAL or claim not in self._finished:
+            if claim.kind != PROVISIONAL or not (claim.committed or claim in self._finished):
                 continue
             if claim.window.start == watermark:
                 watermark = claim.window.end
                 pending.remove(claim)
             elif claim.window.end <= watermark:
                 pending.remove(claim)  # a settle window read it again meanwhile
+        # Finished windows the watermark cannot pass yet stay, marked as committed whole.
+        pending = [
+            replace(c, committed=True) if c.kind == PROVISIONAL and c in self._finished else c
+            for c in pending
+        ]
         return {"settled": settled, "watermark": watermark, "pending": tuple(pending)}
 
     async def _settle(self, window: Window) -> int:

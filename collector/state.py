@@ -36,10 +36,15 @@ SETTLE = "settle"
 
 @dataclass(frozen=True)
 class Pending:
-    """A window whose blobs may be partly written: ``kind`` is provisional or settle."""
+    """A window whose blobs may be partly written: ``kind`` is provisional or settle.
+
+    ``committed``: the window's blobs are all committed, but the watermark cannot pass it
+    yet (an earlier window is unfinished); a later run need not read it again.
+    """
 
     kind: str
     window: Window
+    committed: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ def state_to_document(source: Source, state: SourceState) -> dict[str, Any]:
                 "kind": p.kind,
                 "start": format_instant(p.window.start),
                 "end": format_instant(p.window.end),
+                **({"committed": True} if p.committed else {}),
             }
             for p in state.pending
         ],
@@ -102,6 +108,7 @@ def state_from_document(document: Any) -> SourceState:
             Pending(
                 p.get("kind", PROVISIONAL),
                 Window(parse_instant(p["start"]), parse_instant(p["end"])),
+                p.get("committed") is True,
             )
             for p in pending
         ),

@@ -61,7 +61,9 @@ class Fault:
     offset paging does when rows arrive meanwhile), ``foreign`` (the nextLink points at another
     host), ``corrupt`` (the page's first row gets ``field`` set to ``value``, or removed when
     ``value`` is None), ``revoke`` (revoke every token issued so far, so the request meets a real
-    401). ``count`` requests are hit (-1: all), after ``after`` matching ones passed.
+    401). ``count`` requests are hit (-1: all), after ``after`` matching ones passed; only
+    requests of ``source`` and, if given, whose function parameters contain ``window`` (e.g.
+    ``fromDateTime=2026-10-20``) match.
     """
 
     kind: str
@@ -75,10 +77,15 @@ class Fault:
     field: str | None = None
     value: Any = None
     shift: int = 5
+    window: str | None = None
 
-    def matches(self, source: str) -> bool:
-        """True when this fault applies to a request of ``source``."""
-        return self.count != 0 and self.source in (None, source)
+    def matches(self, source: str, params: str = "") -> bool:
+        """True when this fault applies to a request of ``source`` with these parameters."""
+        return (
+            self.count != 0
+            and self.source in (None, source)
+            and (self.window is None or self.window in params)
+        )
 
 
 def graph_error(status: int, code: str, message: str, request_id: str) -> web.Response:
@@ -162,14 +169,14 @@ class GraphSimulator:
         with self._lock:
             self.faults.clear()
 
-    def _take_fault(self, source: str) -> Fault | None:
+    def _take_fault(self, source: str, params: str = "") -> Fault | None:
         with self._lock:
             if self._chaos is not None:
                 rate, rng, menu = self._chaos
                 if rng.random() < rate:
                     return rng.choice(menu)
             for fault in self.faults:
-                if not fault.matches(source):
+                if not fault.matches(source, params):
                     continue
                 if fault.after > 0:
                     fault.after -= 1
@@ -219,7 +226,7 @@ class GraphSimulator:
         if self.latency:
             await asyncio.sleep(self.latency)
 
-        fault = self._take_fault(source)
+        fault = self._take_fault(source, match["params"])
         if fault is not None:
             self.stats[f"fault:{fault.kind}"] += 1
             if fault.kind == "revoke":

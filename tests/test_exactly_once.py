@@ -545,3 +545,28 @@ def test_a_first_backfill_goes_wide_once_a_first_page_has_a_next_link(stack: Sta
         # Not before the probe window's first page (one window first), not after its third.
         assert first_page < arrivals.index((day, 0)) < third_page, (day, arrivals)
     assert_archive_matches(stack, "sms", "2026-10-15T00:00:00Z", SECOND_END)
+
+
+def test_windows_committed_behind_an_unfinished_one_are_not_read_again(stack: Stack) -> None:
+    # Run 1: the settle window of Oct 20 fails late (a slow first page, then a 403) while the
+    # provisional windows of Oct 21-23 commit. The watermark cannot pass Oct 20, so they stay
+    # pending, marked committed. Reading them again first in every run could take the whole
+    # time budget from the window they wait for, run after run (seen with a 1 s budget).
+    sim = stack.graph.simulator
+    oct20 = "fromDateTime=2026-10-20"
+    sim.add_fault(Fault("slow", delay=1.0, source="direct_routing", window=oct20))
+    sim.add_fault(Fault("status", count=-1, source="direct_routing", window=oct20))
+    env = {"COLLECTOR_SOURCES": "direct_routing"}
+    assert stack.run(SECOND, **env) != 0
+    state = stack.state("direct_routing")
+    assert state is not None and state["watermark"] == START
+    assert [p.get("committed") for p in state["pending"]] == [None, True, True, True]
+    sim.clear_faults()
+    before = len(sim.windows)
+    assert stack.run(SECOND, **env) == 0
+    read_again = sim.windows[before:]
+    assert len(read_again) == 1  # only the settle window of Oct 20
+    assert read_again[0][1] == parse_ticks(START)
+    state = stack.state("direct_routing")
+    assert state is not None and state["watermark"] == SECOND_END and state["pending"] == []
+    assert_archive_matches(stack, "direct_routing", START, SECOND_END)
