@@ -7,7 +7,7 @@ import os
 
 import azure.functions as func
 
-from collector.cli import log_report
+from collector.reports import log_report
 from collector.runner import run_cycle
 from collector.settings import load_settings
 

@@ -25,18 +25,21 @@ from .settings import StorageTarget
 
 BLOCK_SIZE = 2 * 1024 * 1024
 """Bytes buffered before a block is staged: memory per open blob stays below this."""
+READ_SIZE = 1024 * 1024
+"""Bytes of a blob read at once when its lines are indexed (each read is held two or three
+times over on its way through the storage client)."""
 JSONL_CONTENT = ContentSettings(content_type="application/x-ndjson; charset=utf-8")
 JSON_CONTENT = ContentSettings(content_type="application/json; charset=utf-8")
 
 
 class BlockBlobWriter:
-    """Streams JSONL lines into one block blob that appears only when committed.
+    """Streams JSONL lines into one block blob that appears only when committed, and only if
+    no blob of that name exists yet: a committed data blob is never replaced.
 
     Blocks get random IDs per writer, so two writers of the same blob never commit each
-    other's blocks: whichever commits last replaces the blob whole. Storage discards a blob's
-    other uncommitted blocks at each commit; a writer whose staged blocks were discarded that
-    way fails its commit with ``StateConflictError``. (Source leases keep runs from writing
-    one source at once; this is the last line of defence.)
+    other's blocks. The commit is conditional (``If-None-Match: *``), so storage itself
+    refuses to replace a blob another attempt committed first, however late this one is
+    (a run that stalled past its lease included); the writer then says so and changes nothing.
     """
 
     def __init__(self, blob: BlobClient, block_size: int = BLOCK_SIZE) -> None:
@@ -69,21 +72,33 @@ class BlockBlobWriter:
         if len(self._buffer) >= self._block_size:
             await self._stage()
 
-    async def commit(self, metadata: dict[str, str]) -> None:
-        """Stage what is buffered and commit the block list: the blob appears whole at once."""
+    async def commit(self, metadata: dict[str, str]) -> dict[str, str] | None:
+        """Stage what is buffered and commit the block list: the blob appears whole at once.
+
+        Returns None when this writer created the blob, or the metadata of the blob that
+        was already committed under this name (by an earlier attempt at the same window or
+        by another run): that blob stays as it is.
+        """
         await self.flush()  # every block is staged before the list that names them
         try:
             await self._blob.commit_block_list(
                 [BlobBlock(block_id=i) for i in self._block_ids],
                 content_settings=JSONL_CONTENT,
                 metadata=metadata,
+                if_none_match="*",
             )
         except HttpResponseError as exc:
-            if getattr(exc, "error_code", None) != "InvalidBlockList":
+            code = getattr(exc, "error_code", None)
+            if exc.status_code in (409, 412) and code != "InvalidBlockList":
+                # BlobAlreadyExists (409; 412 ConditionNotMet from some endpoints).
+                properties = await self._blob.get_blob_properties()
+                return dict(properties.metadata or {})
+            if code != "InvalidBlockList":
                 raise
             raise StateConflictError(
                 f"{self.name} was committed by another run while this one wrote it"
             ) from exc
+        return None
 
     @property
     def buffered(self) -> int:
@@ -183,16 +198,34 @@ class BlobStore:
             raise StateConflictError(f"{name} was changed by another run") from exc
         return str(result["etag"])
 
-    async def put_json(self, name: str, document: Any) -> None:
-        """Write a JSON document unconditionally (manifests: the last writer is right)."""
-        blob = self._container.get_blob_client(name)
-        await blob.upload_blob(_json_bytes(document), overwrite=True, content_settings=JSON_CONTENT)
+    async def create_json(self, name: str, document: Any) -> bool:
+        """Write a JSON document once: False (and nothing written) if ``name`` exists."""
+        try:
+            await self.write_json(name, document, None)
+        except StateConflictError:
+            return False
+        return True
 
-    async def delete(self, names: list[str]) -> None:
-        """Delete blobs; ones already gone are fine."""
-        for name in names:
-            with suppress(ResourceNotFoundError):
-                await self._container.delete_blob(name)
+    async def read_lines(self, name: str) -> AsyncIterator[bytes]:
+        """Yield the lines of a JSONL blob (without newlines), one ranged read of
+        ``READ_SIZE`` bytes at a time (a day's blob may be gigabytes)."""
+        blob = self._container.get_blob_client(name)
+        rest = b""
+        offset, size = 0, 1
+        while offset < size:
+            downloader = await blob.download_blob(offset=offset, length=READ_SIZE)
+            # Content-Range: bytes <first>-<last>/<size of the whole blob>
+            size = int(str(downloader.properties.content_range).rsplit("/", 1)[-1])
+            chunk = await downloader.readall()
+            offset += len(chunk)
+            lines = chunk.split(b"\n")
+            lines[0] = rest + lines[0]  # the line the previous read cut
+            rest = lines.pop()
+            for line in lines:
+                if line:
+                    yield line
+        if rest:
+            yield rest
 
     async def list_with_metadata(self, prefix: str) -> dict[str, dict[str, str]]:
         """Return the blobs under ``prefix`` with their metadata."""
@@ -200,15 +233,6 @@ class BlobStore:
             b.name: dict(b.metadata or {})
             async for b in self._container.list_blobs(name_starts_with=prefix, include=["metadata"])
         }
-
-    async def list_names(self, prefix: str = "") -> list[str]:
-        """Return the names of all blobs under ``prefix``, sorted."""
-        return sorted([b.name async for b in self._container.list_blobs(name_starts_with=prefix)])
-
-    async def read_bytes(self, name: str) -> bytes:
-        """Return a blob's content."""
-        downloader = await self._container.get_blob_client(name).download_blob()
-        return await downloader.readall()
 
 
 def _json_bytes(document: Any) -> bytes:

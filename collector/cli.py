@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 
 from azure.core.exceptions import AzureError
 
-from .errors import CollectorError, ConfigError
-from .runner import RunReport, run_cycle
+from .errors import CollectorError, ConfigError, InstantParseError
+from .runner import run_cycle
 from .settings import load_settings
-from .timefmt import InstantParseError, format_instant, parse_instant
+from .timefmt import format_instant, parse_instant
 
 EXIT_OK = 0
 EXIT_SOURCE_FAILED = 1
@@ -48,12 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def log_report(report: RunReport, logger: logging.Logger) -> None:
-    """Log one summary line per source: INFO when it succeeded, ERROR when it failed."""
-    for source in report.sources:
-        logger.log(logging.ERROR if source.status == "failed" else logging.INFO, source.summary())
-
-
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     parser = build_parser()
@@ -74,6 +68,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return EXIT_CONFIG
     try:
         report = asyncio.run(run_cycle(settings, args.as_of))
+    except ConfigError as exc:  # refused before any I/O
+        print(f"collector: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except (CollectorError, AzureError) as exc:
         print(f"collector: run failed: {exc}", file=sys.stderr)
         return EXIT_SOURCE_FAILED

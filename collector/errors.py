@@ -25,6 +25,11 @@ class ConfigError(CollectorError):
         super().__init__(f"setting {setting}={shown} is not valid: {allowed}")
 
 
+class InstantParseError(CollectorError, ValueError):
+    """A text is not an ISO 8601 date or a date-time convertible to UTC (a setting, an
+    argument, or a row's event time)."""
+
+
 # --- Microsoft Graph ---------------------------------------------------------
 
 
@@ -59,6 +64,11 @@ class GraphUnavailableError(CollectorError):
 
 class GraphDataError(CollectorError):
     """Graph sent a page the collector cannot archive safely (not JSON, or a row it cannot place)."""
+
+
+class RowError(GraphDataError):
+    """A row lacks its key or event time, or the event time does not parse (raised by the
+    pure row checks; the reader adds the window, page and request-id)."""
 
 
 class PagingError(GraphDataError):

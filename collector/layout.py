@@ -15,7 +15,7 @@ from .windows import Window
 STATE_PREFIX = "_state/"
 MANIFEST_PREFIX = "_manifests/"
 PART_PREFIX = "part-"
-SETTLED_PREFIX = "settled-"
+SETTLE_PREFIX = "settle-"
 
 
 def day_prefix(source: Source, day: date) -> str:
@@ -28,13 +28,14 @@ def part_blob_name(source: Source, day: date, window: Window) -> str:
     return f"{day_prefix(source, day)}{PART_PREFIX}{window.name}.jsonl"
 
 
-def settled_blob_name(source: Source, day: date) -> str:
-    """Return the one blob that holds a settled day's rows."""
-    return f"{day_prefix(source, day)}{SETTLED_PREFIX}{day.isoformat()}.jsonl"
+def settle_blob_name(source: Source, day: date) -> str:
+    """Return the blob the settle pass writes for a day: the rows no earlier blob of the day
+    holds (late rows; on a first backfill, the whole day)."""
+    return f"{day_prefix(source, day)}{SETTLE_PREFIX}{day.isoformat()}.jsonl"
 
 
 def manifest_name(source: Source, day: date) -> str:
-    """Return the marker that says a day is settled (with its row count and blob)."""
+    """Return the marker that says a day is settled (final), listing its data blobs."""
     return f"{MANIFEST_PREFIX}{source.name}/{day.isoformat()}.json"
 
 

@@ -20,11 +20,14 @@ MIN_WINDOW_BUFFER = 1024 * 1024
 
 @dataclass(frozen=True)
 class CommittedBlob:
-    """A blob a window wrote."""
+    """A blob of a window: committed by it, or found committed by an earlier attempt."""
 
     day: date
     name: str
     rows: int
+    created: bool = True
+    """False: a blob of this name was already committed (it stays as it was; ``rows`` is
+    its count)."""
 
 
 class PartitionWriter:
@@ -64,10 +67,23 @@ class PartitionWriter:
         stopped = [task for w in self._writers.values() for task in w.stop_staging()]
         await asyncio.gather(*stopped, return_exceptions=True)
 
-    async def commit(self, metadata: dict[str, str]) -> list[CommittedBlob]:
-        """Commit every blob (each appears whole at once) and say what was written."""
+    async def commit(
+        self,
+        metadata: dict[str, str],
+        day_metadata: Callable[[date], dict[str, str]] | None = None,
+    ) -> list[CommittedBlob]:
+        """Commit every blob that has rows (each appears whole at once, and only if no blob
+        of its name exists yet) and say what is there. Each blob's metadata is ``metadata``,
+        its row count and ``day_metadata(day)``."""
         committed = []
         for day, writer in sorted(self._writers.items()):
-            await writer.commit({**metadata, "rows": str(writer.lines)})
-            committed.append(CommittedBlob(day, writer.name, writer.lines))
+            if not writer.lines:
+                continue  # every row of the day was filtered out: no empty blob
+            extra = day_metadata(day) if day_metadata else {}
+            existing = await writer.commit({**metadata, **extra, "rows": str(writer.lines)})
+            if existing is None:
+                committed.append(CommittedBlob(day, writer.name, writer.lines))
+            else:
+                rows = int(existing.get("rows", "0"))
+                committed.append(CommittedBlob(day, writer.name, rows, created=False))
         return committed

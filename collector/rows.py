@@ -9,13 +9,10 @@ from typing import Any
 
 import orjson
 
+from .errors import InstantParseError, RowError
 from .sources import Source
-from .timefmt import InstantParseError, parse_ticks, to_ticks, utc_date_of_ticks
+from .timefmt import parse_ticks, to_ticks, utc_date_of_ticks
 from .windows import Window
-
-
-class RowError(ValueError):
-    """A row lacks its key or event time, or the event time does not parse."""
 
 
 @dataclass
@@ -24,6 +21,8 @@ class PageSplit:
 
     lines: dict[date, list[bytes]] = field(default_factory=dict)
     """UTF-8 JSON texts (no newline) by event date."""
+    line_keys: dict[date, list[str]] = field(default_factory=dict)
+    """The key of each of ``lines``' rows, in the same order."""
     keys: set[str] = field(default_factory=set)
     """Keys of the rows of this page (to recognise repeats on the next page)."""
     rows: int = 0
@@ -60,7 +59,9 @@ def split_page(
             continue
         if not start <= ticks < end:
             split.outside += 1
-        split.lines.setdefault(utc_date_of_ticks(ticks), []).append(orjson.dumps(row))
+        day = utc_date_of_ticks(ticks)
+        split.lines.setdefault(day, []).append(orjson.dumps(row))
+        split.line_keys.setdefault(day, []).append(key)
         split.rows += 1
     return split
 

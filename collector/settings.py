@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
-from .errors import ConfigError
+from .errors import ConfigError, InstantParseError
 from .sources import SOURCES, Source
-from .timefmt import InstantParseError, parse_instant
+from .timefmt import format_instant, parse_instant
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -215,6 +215,23 @@ def _schedule(raw: str | None) -> str:
     if len(fields) != 6 or not all(_CRON_FIELD.fullmatch(f) for f in fields):
         raise ConfigError("COLLECTOR_SCHEDULE", raw, allowed)
     return " ".join(fields)
+
+
+MAX_HISTORY = timedelta(days=365)
+"""Oldest start accepted: Graph keeps PSTN and direct-routing logs 150-365 days by country."""
+
+
+def check_start(start: datetime | None, now: datetime) -> None:
+    """Refuse a ``COLLECTOR_START`` more than a year before ``now`` (for a source that has
+    no watermark yet: the others ignore the setting, so an app whose backfill began a year
+    ago keeps running)."""
+    if start is not None and start < now - MAX_HISTORY:
+        raise ConfigError(
+            "COLLECTOR_START",
+            format_instant(start),
+            f"at most {MAX_HISTORY.days} days before now: Graph keeps call logs "
+            "150-365 days depending on the country, so older windows would read nothing",
+        )
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:

@@ -10,6 +10,8 @@ import calendar
 import re
 from datetime import UTC, date, datetime, timedelta
 
+from .errors import InstantParseError
+
 TICKS_PER_SECOND = 10_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -18,10 +20,6 @@ _INSTANT = re.compile(
     r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,7}))?)?)?"
     r"(Z|[+-]\d{2}:?\d{2})?"
 )
-
-
-class InstantParseError(ValueError):
-    """A string is not an ISO 8601 date or UTC-convertible date-time."""
 
 
 _MIDNIGHTS: dict[str, int] = {}

@@ -93,29 +93,29 @@ def settle_horizon(now: datetime, end: datetime, lateness: timedelta) -> datetim
     return floor_to_midnight(min(end, now - lateness))
 
 
-def settle_window(start: datetime, horizon: datetime, span_days: int) -> Window:
-    """Return the settle window from ``start``: up to ``span_days`` midnights, ending at one."""
-    days = max(1, min(span_days, SETTLE_MAX_DAYS))
+def settle_window(start: datetime, horizon: datetime, days: int) -> Window:
+    """Return the settle window from ``start``: up to ``days`` midnights, ending at one."""
+    days = max(1, min(days, SETTLE_MAX_DAYS))
     return Window(start, min(horizon, next_midnight(start) + timedelta(days=days - 1)))
 
 
-def balanced_span(span_days: int, start: datetime, horizon: datetime, width: int) -> int:
+def balanced_days(days: int, start: datetime, horizon: datetime, width: int) -> int:
     """Shorten a settle window so the days left are shared by ``width`` windows in flight.
 
     Without this, the last windows of a run are the longest and page alone at the end,
     leaving the request budget unused; with it, the run ends on several short windows.
     """
     days_left = -(-(horizon - floor_to_midnight(start)) // timedelta(days=1))
-    return max(1, min(span_days, -(-days_left // max(1, width))))
+    return max(1, min(days, -(-days_left // max(1, width))))
 
 
-def next_settle_span(span_days: int, pages: int, target: int = SETTLE_TARGET_PAGES) -> int:
+def next_settle_days(days: int, pages: int, target: int = SETTLE_TARGET_PAGES) -> int:
     """Adapt the next settle window's length to how many pages this one took."""
     if pages * 2 <= target:
-        return min(span_days * 2, SETTLE_MAX_DAYS)
+        return min(days * 2, SETTLE_MAX_DAYS)
     if pages > 2 * target:
-        return max(1, span_days // 2)
-    return span_days
+        return max(1, days // 2)
+    return days
 
 
 def window_days(window: Window) -> list[date]:

@@ -26,7 +26,8 @@ from urllib.parse import unquote
 import orjson
 from aiohttp import web
 
-from collector.timefmt import InstantParseError, parse_ticks
+from collector.errors import InstantParseError
+from collector.timefmt import parse_ticks
 
 from .identity import TokenAuthority
 from .synthetic import Tenant

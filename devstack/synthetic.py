@@ -228,6 +228,15 @@ class Tenant:
             self._extra[source].sort(key=lambda item: item[0])
         return row
 
+    def change_row(self, source: str, day: str, field: str, value: Any) -> str:
+        """Change one property of a row of ``day`` (``2026-10-20``) as Graph would return it
+        from now on; return the row's id."""
+        rows = self._day(source, parse_ticks(f"{day}T00:00:00Z") // TICKS_PER_DAY)
+        with self._lock:
+            row = rows[1][1]
+            row[field] = value
+        return str(row["id"])
+
     def rows(
         self, source: str, start: int, end: int, *, inclusive_end: bool = False
     ) -> list[dict[str, Any]]:

@@ -20,7 +20,8 @@ from azure.storage.blob import BlobServiceClient
 from collector.cli import main
 from collector.sources import SOURCES
 from collector.timefmt import parse_instant, parse_ticks, utc_date_of_ticks
-from devstack.azurite import Azurite
+from devstack.azurite import ACCOUNT, ACCOUNT_KEY, Azurite
+from devstack.proxy import ImmutableArchiveProxy
 from devstack.stack import GraphStack
 from devstack.synthetic import Tenant
 
@@ -40,11 +41,14 @@ def azurite() -> Iterator[Azurite]:
 
 @dataclass
 class Stack:
-    """What an end-to-end test works with."""
+    """What an end-to-end test works with. The collector reaches storage through ``proxy``,
+    which makes the container immutable (WORM) for data blobs and records what an
+    event-driven reader would receive; tests read and prepare storage directly."""
 
     graph: GraphStack
     azurite: Azurite
     env: dict[str, str]
+    proxy: ImmutableArchiveProxy
 
     @property
     def tenant(self) -> Tenant:
@@ -132,16 +136,26 @@ def stack(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     # azure-identity reads the managed-identity endpoint from the process environment.
     monkeypatch.setenv("IDENTITY_ENDPOINT", graph.identity_endpoint)
     monkeypatch.setenv("IDENTITY_HEADER", graph.identity_header)
+    proxy = ImmutableArchiveProxy(f"http://127.0.0.1:{azurite.port}", azurite.connection_string)
+    port = graph.serve(proxy.app())
     env = {
         **graph.env(),
-        "COLLECTOR_STORAGE": azurite.connection_string,
+        "COLLECTOR_STORAGE": (
+            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{port}/{ACCOUNT};"
+        ),
         "COLLECTOR_CONTAINER": f"test{next(_containers):04d}",
         "COLLECTOR_SOURCES": "sms,direct_routing,pstn",
         "COLLECTOR_START": "2026-10-20T00:00:00Z",
         "COLLECTOR_LAG_MINUTES": "60",
     }
-    yield Stack(graph, azurite, env)
+    yield Stack(graph, azurite, env, proxy)
     graph.stop()
+    # The archive contract, checked in every end-to-end test: no data blob was ever
+    # overwritten or deleted, and every data blob was created once.
+    assert proxy.refused == [], proxy.refused
+    created = [(c.container, c.name) for c in proxy.created]
+    assert len(created) == len(set(created)), "a data blob was created twice"
 
 
 def run_async(coroutine: Any) -> Any:

@@ -20,9 +20,22 @@ from devstack.azurite import Azurite
 _names = itertools.count(1)
 
 
+class InspectableStore(BlobStore):
+    """The store, with what tests look at."""
+
+    async def list_names(self, prefix: str = "") -> list[str]:
+        """The names of all blobs under ``prefix``, sorted."""
+        return sorted([b.name async for b in self._container.list_blobs(name_starts_with=prefix)])
+
+    async def read_bytes(self, name: str) -> bytes:
+        """A blob's content."""
+        downloader = await self._container.get_blob_client(name).download_blob()
+        return await downloader.readall()
+
+
 async def _with_store(azurite: Azurite, block_size: int, body: Any) -> None:
     async with AsyncBlobServiceClient.from_connection_string(azurite.connection_string) as service:
-        store = BlobStore(service.get_container_client(f"store{next(_names)}"), block_size)
+        store = InspectableStore(service.get_container_client(f"store{next(_names)}"), block_size)
         await store.ensure_container()
         await store.ensure_container()  # idempotent
         await body(store)
@@ -32,7 +45,7 @@ def test_blob_appears_only_when_committed_and_buffers_stay_small(azurite: Azurit
     lines = [f'{{"id":"{i}","note":"ünïcode"}}'.encode() for i in range(3_000)]
     seen: dict[str, object] = {}
 
-    async def body(store: BlobStore) -> None:
+    async def body(store: InspectableStore) -> None:
         writer = store.writer("src/year=2026/month=01/day=01/part-x.jsonl")
         for start in range(0, len(lines), 500):
             await writer.write_lines(lines[start : start + 500])
@@ -51,24 +64,28 @@ def test_blob_appears_only_when_committed_and_buffers_stay_small(azurite: Azurit
     assert isinstance(seen["blocks"], int) and seen["blocks"] >= 5
 
 
-def test_two_writers_of_one_blob_never_mix_blocks(azurite: Azurite) -> None:
-    result: dict[str, bytes] = {}
+def test_a_committed_blob_is_never_replaced_by_a_second_writer(azurite: Azurite) -> None:
+    result: dict[str, Any] = {}
 
-    async def body(store: BlobStore) -> None:
+    async def body(store: InspectableStore) -> None:
         a, b = store.writer("x.jsonl"), store.writer("x.jsonl")
         await a.write_lines([b"a"] * 10)
         await b.write_lines([b"b"] * 20)
-        await a.commit({})
-        with pytest.raises(StateConflictError, match="committed by another run"):
-            await b.commit({})  # storage dropped b's uncommitted blocks at a's commit
+        assert await a.commit({"rows": "10"}) is None  # created
+        # Storage refuses the second commit (If-None-Match: *); b learns what is there.
+        result["existing"] = await b.commit({"rows": "20"})
+        late = store.writer("x.jsonl")  # a redo long after, e.g. a run that stalled
+        await late.write_lines([b"c"])
+        result["late"] = await late.commit({"rows": "1"})
         result["data"] = await store.read_bytes("x.jsonl")
 
     asyncio.run(_with_store(azurite, 8, body))
     assert result["data"] == b"a\n" * 10
+    assert result["existing"] == result["late"] == {"rows": "10"}
 
 
 def test_state_writes_are_conditional(azurite: Azurite) -> None:
-    async def body(store: BlobStore) -> None:
+    async def body(store: InspectableStore) -> None:
         assert await store.read_json("_state/a.json") == (None, None)
         etag = await store.write_json("_state/a.json", {"w": 1}, None)
         with pytest.raises(StateConflictError):
@@ -93,7 +110,7 @@ def test_a_window_buffers_only_its_share_of_the_limit(azurite: Azurite) -> None:
     lines = [f'{{"id":"{i}","pad":"{"x" * 90}"}}'.encode() for i in range(2_000)]
     result: dict[str, Any] = {}
 
-    async def body(store: BlobStore) -> None:
+    async def body(store: InspectableStore) -> None:
         writer = PartitionWriter(store, lambda day: f"src/{day}.jsonl", lambda: share[0])
         day = date(2026, 1, 1)
         peaks = []
@@ -117,7 +134,7 @@ def test_a_block_travels_while_the_next_fills_and_its_failure_is_not_lost(
 ) -> None:
     result: dict[str, Any] = {}
 
-    async def body(store: BlobStore) -> None:
+    async def body(store: InspectableStore) -> None:
         writer = store.writer("travel.jsonl")
         await writer.write_lines([b"x" * 1023])  # a full block: staged in the background
         result["in_flight"] = writer.buffered  # still in memory until storage has it
@@ -142,7 +159,7 @@ def test_a_block_travels_while_the_next_fills_and_its_failure_is_not_lost(
 def test_an_aborted_writer_stops_its_block_and_commits_nothing(azurite: Azurite) -> None:
     result: dict[str, Any] = {}
 
-    async def body(store: BlobStore) -> None:
+    async def body(store: InspectableStore) -> None:
         writer = PartitionWriter(store, lambda day: f"src/{day}.jsonl")
         await writer.add({date(2026, 1, 1): [b"a" * 2047]})  # one block on its way
         await writer.abort()
@@ -160,7 +177,7 @@ def test_a_block_that_failed_fails_every_later_commit_with_its_own_error(
         async with AsyncBlobServiceClient.from_connection_string(
             azurite.connection_string
         ) as service:
-            store = BlobStore(service.get_container_client(f"late{next(_names)}"), 1024)
+            store = InspectableStore(service.get_container_client(f"late{next(_names)}"), 1024)
             writer = store.writer("w.jsonl")
             await writer.write_lines([b"q" * 1023])  # its container does not exist yet
             with pytest.raises(ResourceNotFoundError):
@@ -173,3 +190,20 @@ def test_a_block_that_failed_fails_every_later_commit_with_its_own_error(
             assert await store.list_names("") == []
 
     asyncio.run(body())
+
+
+def test_lines_are_read_whole_across_ranged_reads(
+    azurite: Azurite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("collector.blobstore.READ_SIZE", 7)  # reads cut lines everywhere
+    lines = [b"x" * n for n in (1, 6, 7, 8, 13, 14, 15, 2)]
+    result: dict[str, list[bytes]] = {}
+
+    async def body(store: InspectableStore) -> None:
+        writer = store.writer("lines.jsonl")
+        await writer.write_lines(lines)
+        await writer.commit({})
+        result["read"] = [line async for line in store.read_lines("lines.jsonl")]
+
+    asyncio.run(_with_store(azurite, 1024, body))
+    assert result["read"] == lines

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from collector.runner import RunReport, run_cycle
+from collector.reports import RunReport
+from collector.runner import run_cycle
 from collector.settings import load_settings
 from collector.timefmt import parse_instant
 from devstack.graph_simulator import Fault
@@ -52,7 +53,7 @@ def test_state_lives_under_underscore_and_data_is_hive_partitioned(stack: Stack)
         assert source in ALL and year.startswith("year=") and month.startswith("month=")
         assert day.startswith("day=") and leaf.endswith(".jsonl")
         settled = day == "day=20"
-        assert leaf == "settled-2026-10-20.jsonl" if settled else leaf.startswith("part-")
+        assert leaf == "settle-2026-10-20.jsonl" if settled else leaf.startswith("part-")
 
 
 def test_rows_on_window_boundaries_appear_once(stack: Stack) -> None:
@@ -158,7 +159,7 @@ def test_token_rejected_twice_fails_the_source(
 
 
 def test_failed_window_is_reread_exactly_on_the_next_run(stack: Stack) -> None:
-    # Page 3 of direct routing fails for good: the first day's (settle) window stays pending.
+    # Page 3 of direct routing fails for good: the first day's (settle) window stays claimed.
     sim = stack.graph.simulator
     sim.add_fault(
         Fault("status", count=-1, source="direct_routing", after=2, status=400, code="BadRequest")
@@ -166,16 +167,16 @@ def test_failed_window_is_reread_exactly_on_the_next_run(stack: Stack) -> None:
     assert stack.run(AS_OF, COLLECTOR_SOURCES="direct_routing") == 1
     state = stack.state("direct_routing")
     assert state is not None and state["watermark"] == START
-    # Pending: the failed settle window, and provisional windows read meanwhile (at once,
+    # Claimed: the failed settle window, and provisional windows read meanwhile (at once,
     # beyond the gap the failure left, so the watermark could not pass them).
-    assert {"kind": "settle", "start": START, "end": "2026-10-21T00:00:00Z"} in state["pending"]
-    assert sorted(p["kind"] for p in state["pending"])[-1:] == ["settle"]
+    assert {"kind": "settle", "start": START, "end": "2026-10-21T00:00:00Z"} in state["claims"]
+    assert sorted(p["kind"] for p in state["claims"])[-1:] == ["settle"]
     assert not [n for n in stack.blobs() if n.startswith("direct_routing/")]
     sim.clear_faults()
-    # A later run still reads exactly the pending window first, then the rest.
+    # A later run still reads exactly the claimed window first, then the rest.
     assert stack.run("2026-10-23T18:00:00Z", COLLECTOR_SOURCES="direct_routing") == 0
     assert_archive_matches(stack, "direct_routing", START, "2026-10-23T17:00:00Z")
-    assert stack.state("direct_routing")["pending"] == []  # type: ignore[index]
+    assert stack.state("direct_routing")["claims"] == []  # type: ignore[index]
 
 
 def test_crash_between_commit_and_watermark_write_duplicates_nothing(stack: Stack) -> None:
@@ -186,7 +187,8 @@ def test_crash_between_commit_and_watermark_write_duplicates_nothing(stack: Stac
     state = stack.state("pstn")
     assert state is not None
     state.update(
-        watermark="2026-10-23T00:00:00Z", pending={"start": "2026-10-23T00:00:00Z", "end": END}
+        watermark="2026-10-23T00:00:00Z",
+        claims=[{"kind": "provisional", "start": "2026-10-23T00:00:00Z", "end": END}],
     )
     container.upload_blob("_state/pstn.json", json.dumps(state), overwrite=True)
     assert stack.run("2026-10-23T20:00:00Z", COLLECTOR_SOURCES="pstn") == 0

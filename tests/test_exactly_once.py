@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from collector.runner import SourceReport, run_cycle
+from collector.reports import SourceReport
+from collector.runner import run_cycle
 from collector.settings import load_settings
 from collector.timefmt import parse_instant, parse_ticks
-from devstack.azurite import ACCOUNT, ACCOUNT_KEY, Azurite
 from devstack.graph_simulator import Fault
-from devstack.proxy import CountingProxy
+from devstack.proxy import ImmutableArchiveProxy
 
 from .conftest import Stack, assert_archive_matches, data_rows
 
@@ -51,16 +51,18 @@ def late_rows(stack: Stack) -> dict[str, str]:
     }
 
 
-def settled_layout_is_clean(stack: Stack, day: str) -> None:
-    """A settled day: one settled blob, no parts, and a manifest whose count matches."""
+def settled_day_is_final(stack: Stack, day: str) -> None:
+    """A settled day: its manifest lists exactly the day's data blobs, with their row counts."""
     blobs = stack.blobs()
     for source in SOURCES:
         folder = f"{source}/year=2026/month=10/day={day[-2:]}/"
-        names = [n for n in blobs if n.startswith(folder)]
-        assert names == [f"{folder}settled-{day}.jsonl"], names
+        names = sorted(n for n in blobs if n.startswith(folder))
         manifest = json.loads(blobs[f"_manifests/{source}/{day}.json"])
         assert manifest["status"] == "settled"
-        assert manifest["rows"] == blobs[names[0]].count(b"\n")
+        assert [b["name"] for b in manifest["blobs"]] == names
+        for listed in manifest["blobs"]:
+            assert listed["rows"] == blobs[listed["name"]].count(b"\n"), listed
+        assert manifest["rows"] == sum(blobs[n].count(b"\n") for n in names)
 
 
 def test_late_rows_are_captured_once_by_the_settle_pass(stack: Stack) -> None:
@@ -74,13 +76,13 @@ def test_late_rows_are_captured_once_by_the_settle_pass(stack: Stack) -> None:
     nov21 = {i for i, stamp in late.items() if stamp.startswith("2026-10-21")}
     for source in SOURCES:
         assert_archive_matches(stack, source, START, SECOND_END, not_yet=nov21)
-    settled_layout_is_clean(stack, "2026-10-20")
+    settled_day_is_final(stack, "2026-10-20")
     assert stack.state("pstn")["settled"] == "2026-10-21T00:00:00Z"  # type: ignore[index]
     # The Oct 21 late row arrives with the next day's settle pass.
     assert stack.run("2026-10-24T12:30:00Z", **env) == 0
     for source in SOURCES:
         assert_archive_matches(stack, source, START, "2026-10-24T11:30:00Z")
-    settled_layout_is_clean(stack, "2026-10-21")
+    settled_day_is_final(stack, "2026-10-21")
 
 
 def test_each_instant_is_requested_at_most_twice(stack: Stack) -> None:
@@ -142,16 +144,10 @@ KILL_POINTS = (
 
 
 @pytest.fixture
-def proxied(stack: Stack, azurite: Azurite) -> Iterator[tuple[Stack, CountingProxy]]:
-    """The stack with storage reached through a counting proxy."""
-    proxy = CountingProxy(f"http://127.0.0.1:{azurite.port}")
-    port = stack.graph.serve(proxy.app())
-    stack.env["COLLECTOR_STORAGE"] = (
-        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
-        f"BlobEndpoint=http://127.0.0.1:{port}/{ACCOUNT};"
-    )
+def proxied(stack: Stack) -> Iterator[tuple[Stack, ImmutableArchiveProxy]]:
+    """The stack with a short lease, and its storage proxy at hand to stop writes."""
     stack.env.update(COLLECTOR_SOURCES=",".join(SOURCES), COLLECTOR_LEASE_SECONDS="1")
-    yield stack, proxy
+    yield stack, stack.proxy
 
 
 def spawn(stack: Stack, as_of: str) -> subprocess.Popen[str]:
@@ -167,7 +163,7 @@ def spawn(stack: Stack, as_of: str) -> subprocess.Popen[str]:
 
 @pytest.mark.parametrize(("kind", "at"), KILL_POINTS, ids=[f"{k}{n}" for k, n in KILL_POINTS])
 def test_kill_9_at_any_point_then_a_normal_run_gives_the_exact_dataset(
-    proxied: tuple[Stack, CountingProxy], kind: str, at: int
+    proxied: tuple[Stack, ImmutableArchiveProxy], kind: str, at: int
 ) -> None:
     stack, proxy = proxied
     assert stack.run(FIRST) == 0  # provisional parts for Oct 20-21
@@ -188,9 +184,9 @@ def test_kill_9_at_any_point_then_a_normal_run_gives_the_exact_dataset(
     for source in SOURCES:
         assert_archive_matches(stack, source, START, SECOND_END, not_yet=nov21)
         state = stack.state(source)
-        assert state is not None and state["pending"] == [] and state["owner"] is None
+        assert state is not None and state["claims"] == [] and state["owner"] is None
         assert state["watermark"] == SECOND_END and state["settled"] == "2026-10-21T00:00:00Z"
-    settled_layout_is_clean(stack, "2026-10-20")
+    settled_day_is_final(stack, "2026-10-20")
 
 
 def test_two_collectors_started_together_never_duplicate(stack: Stack) -> None:
@@ -327,10 +323,15 @@ def test_time_budget_stops_at_a_window_boundary_and_the_next_run_continues(
 def test_start_older_than_graph_keeps_is_refused(
     stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert stack.run(SECOND, COLLECTOR_START="2025-09-01") == 1
-    out = capsys.readouterr().out
-    assert "COLLECTOR_START='2025-09-01T00:00:00Z'" in out and "365 days" in out
+    assert stack.run(SECOND, COLLECTOR_START="2025-09-01") == 2
+    err = capsys.readouterr().err
+    assert "COLLECTOR_START='2025-09-01T00:00:00Z'" in err and "365 days" in err
     assert stack.graph.simulator.stats["requests"] == 0
+    assert not stack.container().exists()  # nothing written
+    # Sources with a watermark ignore the start: a year after its backfill began, an app
+    # that still has the setting keeps running.
+    assert stack.run(SECOND) == 0
+    assert stack.run("2026-10-23T13:30:00Z", COLLECTOR_START="2025-09-01") == 0
 
 
 def test_a_live_lease_makes_the_other_run_yield(
@@ -345,7 +346,7 @@ def test_a_live_lease_makes_the_other_run_yield(
                 "source": "pstn",
                 "watermark": START,
                 "settled": START,
-                "pending": None,
+                "claims": None,
                 "owner": "other-host",
                 "leaseUntil": held_until,
             }
@@ -367,7 +368,7 @@ def test_a_live_lease_makes_the_other_run_yield(
 def test_lateness_zero_reads_each_window_once_and_never_settles(stack: Stack) -> None:
     assert stack.run(SECOND, COLLECTOR_LATENESS_HOURS="0", COLLECTOR_SOURCES="sms") == 0
     names = list(stack.blobs())
-    assert not [n for n in names if "settled-" in n or n.startswith("_manifests/")]
+    assert not [n for n in names if "/settle-" in n or n.startswith("_manifests/")]
     assert stack.state("sms")["settled"] is None  # type: ignore[index]
     assert len(stack.graph.simulator.windows) == 4  # Oct 20, 21, 22, 23 (partial): once each
     assert_archive_matches(stack, "sms", START, SECOND_END)
@@ -396,10 +397,17 @@ def test_settle_never_deletes_rows_graph_no_longer_returns(stack: Stack) -> None
     assert stack.run(SECOND, **env) == 0
     blobs = stack.blobs()
     manifest = json.loads(blobs["_manifests/pstn/2026-10-20.json"])
-    assert manifest["status"] == "kept-provisional" and manifest["rows"] == 0
-    assert manifest["provisionalRows"] == archived_rows(archived, "pstn/year=2026/month=10/day=20/")
-    folder = [n for n in blobs if n.startswith("pstn/year=2026/month=10/day=20/")]
-    assert folder and all("/part-" in n for n in folder)  # the parts stay, nothing lost
+    day20 = "pstn/year=2026/month=10/day=20/"
+    gone = [
+        r
+        for n, r in data_rows(archived, "pstn")
+        if n.startswith(day20) and r["startDateTime"] < "2026-10-20T12"
+    ]
+    assert manifest["status"] == "settled" and manifest["lateRows"] == 0
+    assert manifest["goneRows"] == len(gone) > 0  # counted, and kept
+    assert manifest["rows"] == archived_rows(archived, day20)
+    folder = {n: v for n, v in blobs.items() if n.startswith(day20)}
+    assert folder == {n: v for n, v in archived.items() if n.startswith(day20)}  # untouched
     stack.tenant.retained_from = 0
     assert_archive_matches(stack, "pstn", START, SECOND_END)
 
@@ -417,10 +425,10 @@ def test_switching_settling_on_later_settles_from_that_day_whole(stack: Stack) -
     assert stack.run("2026-10-24T01:00:00Z", **env) == 0  # Oct 21 is 48 h old: settled whole
     blobs = stack.blobs()
     day21 = [n for n in blobs if n.startswith("direct_routing/year=2026/month=10/day=21/")]
-    assert day21 == ["direct_routing/year=2026/month=10/day=21/settled-2026-10-21.jsonl"]
-    assert json.loads(blobs["_manifests/direct_routing/2026-10-21.json"])["coveredFrom"] == (
-        "2026-10-21T00:00:00Z"
-    )
+    manifest = json.loads(blobs["_manifests/direct_routing/2026-10-21.json"])
+    assert [b["name"] for b in manifest["blobs"]] == sorted(day21)
+    assert all("/part-" in n for n in day21)  # no late rows: the provisional blobs are final
+    assert manifest["coveredFrom"] == "2026-10-21T00:00:00Z"
     assert_archive_matches(stack, "direct_routing", START, "2026-10-24T00:00:00Z")
 
 
@@ -435,11 +443,13 @@ def test_an_unfinished_settle_window_is_redone_shorter(stack: Stack) -> None:
                 "settled": "2026-10-01T00:00:00Z",
                 "owner": None,
                 "leaseUntil": None,
-                "pending": {
-                    "kind": "settle",
-                    "start": "2026-10-01T00:00:00Z",
-                    "end": "2026-10-11T00:00:00Z",
-                },
+                "claims": [
+                    {
+                        "kind": "settle",
+                        "start": "2026-10-01T00:00:00Z",
+                        "end": "2026-10-11T00:00:00Z",
+                    }
+                ],
             }
         ),
     )
@@ -456,7 +466,7 @@ def test_an_unfinished_settle_window_is_redone_shorter(stack: Stack) -> None:
 
 
 def test_a_state_write_whose_answer_is_lost_does_not_strand_the_lease(
-    proxied: tuple[Stack, CountingProxy],
+    proxied: tuple[Stack, ImmutableArchiveProxy],
 ) -> None:
     """A state write lands but its answer never comes back; the storage client retries it and
     the retry conflicts with the write itself. That is recognised as our own write (not a
@@ -476,7 +486,7 @@ def test_a_state_write_whose_answer_is_lost_does_not_strand_the_lease(
     proxy.on_write = None
     assert len(cut) == 3
     state = stack.state("pstn")
-    assert state is not None and state["owner"] is None and state["pending"] == []
+    assert state is not None and state["owner"] is None and state["claims"] == []
     assert_archive_matches(stack, "pstn", START, "2026-10-21T11:00:00Z")
     assert stack.run("2026-10-21T13:00:00Z", COLLECTOR_SOURCES="pstn") == 0  # not "yielded"
     assert_archive_matches(stack, "pstn", START, "2026-10-21T12:00:00Z")
@@ -523,10 +533,10 @@ def test_too_much_in_flight_for_one_run_is_cut_off_and_later_runs_take_less(
     # ...and later runs, knowing it (2,300 rows a day), take on what they can finish.
     assert sum(r.cut_off > 0 for r in reports) <= 2, [r.summary() for r in reports]
     assert all(r.windows > 0 for r in reports[2:]), [r.summary() for r in reports]
-    assert state is not None and state["pending"] == [] and state["owner"] is None
+    assert state is not None and state["claims"] == [] and state["owner"] is None
     assert state["rowsPerDay"] == 2300
     assert_archive_matches(stack, "direct_routing", "2026-10-12T00:00:00Z", "2026-10-21T11:00:00Z")
-    settled = [n for n in stack.blobs() if "/settled-" in n and "direct_routing" in n]
+    settled = [n for n in stack.blobs() if "/settle-" in n and "direct_routing" in n]
     assert len(settled) == 7  # one blob per settled day, nothing left half-done
 
 
@@ -560,7 +570,7 @@ def test_windows_committed_behind_an_unfinished_one_are_not_read_again(stack: St
     assert stack.run(SECOND, **env) != 0
     state = stack.state("direct_routing")
     assert state is not None and state["watermark"] == START
-    assert [p.get("committed") for p in state["pending"]] == [None, True, True, True]
+    assert [p.get("committed") for p in state["claims"]] == [None, True, True, True]
     sim.clear_faults()
     before = len(sim.windows)
     assert stack.run(SECOND, **env) == 0
@@ -568,5 +578,5 @@ def test_windows_committed_behind_an_unfinished_one_are_not_read_again(stack: St
     assert len(read_again) == 1  # only the settle window of Oct 20
     assert read_again[0][1] == parse_ticks(START)
     state = stack.state("direct_routing")
-    assert state is not None and state["watermark"] == SECOND_END and state["pending"] == []
+    assert state is not None and state["watermark"] == SECOND_END and state["claims"] == []
     assert_archive_matches(stack, "direct_routing", START, SECOND_END)

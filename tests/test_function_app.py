@@ -56,7 +56,7 @@ def test_timer_invocation_runs_a_cycle(stack: Stack, monkeypatch: pytest.MonkeyP
     asyncio.run(user_function(TimerRequest(past_due=True)))
     for source in ("sms", "direct_routing", "pstn"):
         state = stack.state(source)
-        assert state is not None and state["pending"] == [] and state["owner"] is None
+        assert state is not None and state["claims"] == [] and state["owner"] is None
         assert_archive_matches(stack, source, start, state["watermark"])
 
 

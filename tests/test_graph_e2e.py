@@ -11,7 +11,8 @@ import pytest
 from collector.auth import TokenProvider, credential_factory
 from collector.errors import GraphError
 from collector.graph import GraphClient, RequestStats, RetryPolicy, retry_after_seconds
-from collector.runner import RunReport, run_cycle
+from collector.reports import RunReport
+from collector.runner import run_cycle
 from collector.settings import load_settings
 from collector.sources import SOURCES
 from collector.timefmt import parse_instant

@@ -1,4 +1,5 @@
-"""The source lease on Azurite: grouped state writes, and confirming ownership cheaply."""
+"""The state blob and the source lease on Azurite: grouped state writes, and confirming
+ownership cheaply."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from azure.storage.blob.aio import BlobServiceClient
 
 from collector.blobstore import BlobStore
 from collector.errors import StateConflictError
+from collector.lease import SourceLease
 from collector.sources import SOURCES
-from collector.state import PROVISIONAL, Pending, SourceLease, SourceState
+from collector.state import PROVISIONAL, Claim, SourceState
 from collector.windows import Window
 from devstack.azurite import Azurite
 
@@ -49,17 +51,17 @@ def hour(n: int) -> Window:
 
 def test_changes_made_at_once_share_writes_and_none_is_lost(azurite: Azurite) -> None:
     def claim(n: int) -> Any:
-        return lambda st: {"pending": (*st.pending, Pending(PROVISIONAL, hour(n)))}
+        return lambda st: {"claims": (*st.claims, Claim(PROVISIONAL, hour(n)))}
 
     async def body(store: CountingStore, lease: SourceLease) -> None:
         store.writes = 0
-        results = await asyncio.gather(*(lease.apply(claim(n)) for n in range(12)))
+        results = await asyncio.gather(*(lease.state_blob.apply(claim(n)) for n in range(12)))
         # Every caller sees a state holding its own change...
         for n, state in enumerate(results):
-            assert Pending(PROVISIONAL, hour(n)) in state.pending
+            assert Claim(PROVISIONAL, hour(n)) in state.claims
         # ...all twelve landed, in order, with fewer writes than changes.
         document, _ = await store.read_json("_state/sms.json")
-        assert [p["start"] for p in document["pending"]] == [
+        assert [p["start"] for p in document["claims"]] == [
             f"2026-10-20T{n:02d}:00:00Z" for n in range(12)
         ]
         assert 1 <= store.writes < 12, store.writes
@@ -68,17 +70,20 @@ def test_changes_made_at_once_share_writes_and_none_is_lost(azurite: Azurite) ->
 
 
 def test_a_failed_grouped_write_fails_every_change_in_it(azurite: Azurite) -> None:
+    def later(n: int) -> Any:
+        return lambda _: {"watermark": DAY + timedelta(hours=n)}
+
     async def body(store: CountingStore, lease: SourceLease) -> None:
         # Another run takes the source over behind this lease's back.
         _, etag = await store.read_json("_state/sms.json")
         await store.write_json("_state/sms.json", {"source": "sms", "owner": "other"}, etag)
         outcomes = await asyncio.gather(
-            *(lease.update(watermark=DAY + timedelta(hours=n)) for n in range(4)),
+            *(lease.state_blob.apply(later(n)) for n in range(4)),
             return_exceptions=True,
         )
         assert all(isinstance(o, StateConflictError) for o in outcomes), outcomes
         with pytest.raises(StateConflictError):
-            await lease.update()  # and the lease stays lost
+            await lease.confirm()  # and the lease stays lost
 
     run_with_lease(azurite, 300, body)
 
@@ -103,13 +108,15 @@ def test_confirm_writes_only_when_the_last_proof_is_old(azurite: Azurite) -> Non
 
 def test_grouped_writes_keep_the_state_it_started_from(azurite: Azurite) -> None:
     async def body(store: CountingStore, lease: SourceLease) -> None:
-        await lease.update(watermark=DAY)
+        await lease.state_blob.apply(lambda _: {"watermark": DAY})
         both = await asyncio.gather(
-            lease.apply(lambda st: {"settled": st.watermark}),
-            lease.apply(lambda st: {"watermark": (st.watermark or DAY) + timedelta(hours=1)}),
+            lease.state_blob.apply(lambda st: {"settled": st.watermark}),
+            lease.state_blob.apply(
+                lambda st: {"watermark": (st.watermark or DAY) + timedelta(hours=1)}
+            ),
         )
         final: SourceState = both[-1]
         assert final.settled == DAY and final.watermark == DAY + timedelta(hours=1)
-        assert lease.state == final
+        assert lease.state_blob.state == final
 
     run_with_lease(azurite, 300, body)

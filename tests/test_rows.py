@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from collector.rows import RowError, split_page
+from collector.errors import RowError
+from collector.rows import split_page
 from collector.sources import SOURCES
 from collector.windows import Window
 

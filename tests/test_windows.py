@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from collector.windows import (
     Window,
-    balanced_span,
+    balanced_days,
     floor_to_midnight,
-    next_settle_span,
+    next_settle_days,
     plan_windows,
     run_end,
     settle_horizon,
@@ -84,21 +84,21 @@ def test_settle_horizon_is_the_midnight_lateness_after_a_day_ends() -> None:
 
 @given(instants, st.integers(min_value=1, max_value=200), st.integers(min_value=1, max_value=400))
 def test_settle_windows_end_at_midnight_within_90_days(
-    start: datetime, span: int, days: int
+    start: datetime, length: int, days: int
 ) -> None:
     horizon = floor_to_midnight(start) + timedelta(days=days)
-    window = settle_window(start, horizon, span)
+    window = settle_window(start, horizon, length)
     assert window.start == start and window.end <= horizon
     assert window.end == floor_to_midnight(window.end)
     assert window.end - window.start <= timedelta(days=90)
-    assert len(window_days(window)) == min(span, 89, days)
+    assert len(window_days(window)) == min(length, 89, days)
 
 
-def test_settle_span_doubles_when_sparse_and_halves_when_dense() -> None:
-    assert [next_settle_span(s, 1) for s in (1, 2, 64, 89)] == [2, 4, 89, 89]
-    assert next_settle_span(8, 50) == 8
-    assert next_settle_span(8, 101) == 4
-    assert next_settle_span(1, 5000) == 1
+def test_settle_window_length_doubles_when_sparse_and_halves_when_dense() -> None:
+    assert [next_settle_days(s, 1) for s in (1, 2, 64, 89)] == [2, 4, 89, 89]
+    assert next_settle_days(8, 50) == 8
+    assert next_settle_days(8, 101) == 4
+    assert next_settle_days(1, 5000) == 1
 
 
 def test_window_days() -> None:
@@ -109,15 +109,15 @@ def test_window_days() -> None:
 def test_settle_windows_shrink_so_the_last_days_are_shared() -> None:
     start = datetime(2026, 9, 1, tzinfo=UTC)
     horizon = datetime(2026, 9, 14, tzinfo=UTC)  # 13 days left
-    assert balanced_span(2, start, horizon, 3) == 2  # far from the end: as adapted
-    assert balanced_span(8, start, horizon, 3) == 5  # 13 days over 3 windows
-    assert balanced_span(8, datetime(2026, 9, 10, tzinfo=UTC), horizon, 3) == 2
-    assert balanced_span(8, datetime(2026, 9, 12, 6, tzinfo=UTC), horizon, 3) == 1
-    assert balanced_span(89, start, horizon, 1) == 13  # one at a time: the rest at once
+    assert balanced_days(2, start, horizon, 3) == 2  # far from the end: as adapted
+    assert balanced_days(8, start, horizon, 3) == 5  # 13 days over 3 windows
+    assert balanced_days(8, datetime(2026, 9, 10, tzinfo=UTC), horizon, 3) == 2
+    assert balanced_days(8, datetime(2026, 9, 12, 6, tzinfo=UTC), horizon, 3) == 1
+    assert balanced_days(89, start, horizon, 1) == 13  # one at a time: the rest at once
     # Planned that way, a run ends on several short windows, never on one long one.
-    cursor, spans = start, []
+    cursor, lengths = start, []
     while cursor < horizon:
-        window = settle_window(cursor, horizon, balanced_span(4, cursor, horizon, 3))
-        spans.append(len(window_days(window)))
+        window = settle_window(cursor, horizon, balanced_days(4, cursor, horizon, 3))
+        lengths.append(len(window_days(window)))
         cursor = window.end
-    assert spans == [4, 3, 2, 2, 1, 1]
+    assert lengths == [4, 3, 2, 2, 1, 1]

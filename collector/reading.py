@@ -1,0 +1,133 @@
+"""Reading one window from Graph into blobs: page by page, one blob per event date, each
+committed whole and only if no blob of its name exists yet."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import aclosing
+from datetime import date
+
+from .blobstore import BlobStore
+from .errors import GraphDataError, RowError
+from .graph import GraphClient
+from .pace import Pace
+from .partitions import (
+    BUFFER_LIMIT,
+    MIN_WINDOW_BUFFER,
+    SOURCE_BUFFER_LIMIT,
+    CommittedBlob,
+    PartitionWriter,
+)
+from .reports import SourceReport
+from .rows import split_page
+from .sources import Source
+from .timefmt import format_instant
+from .windows import Window
+
+log = logging.getLogger("collector")
+
+RowFilter = Callable[[date, list[str], list[bytes]], list[bytes]]
+"""Given a day, its rows' keys and JSONL lines from one page, the lines to write."""
+
+
+class WindowReader:
+    """Reads windows of one source into blobs (provisional and settle reads alike)."""
+
+    def __init__(
+        self,
+        graph: GraphClient,
+        store: BlobStore,
+        source: Source,
+        pace: Pace,
+        report: SourceReport,
+        confirm_lease: Callable[[], Awaitable[None]],
+        on_dense: Callable[[], None],
+    ) -> None:
+        self._graph = graph
+        self._store = store
+        self._source = source
+        self._pace = pace
+        self._report = report
+        self._confirm_lease = confirm_lease
+        self._on_dense = on_dense
+
+    async def read(
+        self,
+        window: Window,
+        name_for: Callable[[date], str],
+        keep: RowFilter | None = None,
+        day_metadata: Callable[[date], dict[str, str]] | None = None,
+    ) -> tuple[list[CommittedBlob], int]:
+        """Read ``window`` into the blobs ``name_for(day)`` (only the lines ``keep`` keeps;
+        ``day_metadata`` adds to a blob's metadata) and commit them; return them and the
+        number of pages read."""
+        # The windows being read share one memory budget for buffered blocks.
+        writer = PartitionWriter(
+            self._store,
+            name_for,
+            lambda: min(
+                BUFFER_LIMIT,
+                max(MIN_WINDOW_BUFFER, SOURCE_BUFFER_LIMIT // max(1, self._pace.reading)),
+            ),
+        )
+        try:
+            pages = await self._page_into(window, writer, keep)
+            # Right before committing: a run that stalled past its lease and was taken over
+            # finds out here (storage refuses to replace a committed blob in any case).
+            await self._confirm_lease()
+            metadata = {
+                "source": self._source.name,
+                "windowStart": format_instant(window.start),
+                "windowEnd": format_instant(window.end),
+            }
+            blobs = await writer.commit(metadata, day_metadata)
+        except BaseException:
+            await writer.abort()  # no block may outlive its window's task
+            raise
+        for blob in blobs:
+            if not blob.created:
+                log.info(
+                    "%s: %s was committed by an earlier attempt (%d rows): kept as it is",
+                    self._source.name,
+                    blob.name,
+                    blob.rows,
+                )
+        return blobs, pages
+
+    async def _page_into(
+        self, window: Window, writer: PartitionWriter, keep: RowFilter | None
+    ) -> int:
+        """Stream every page of ``window`` into ``writer``; return the number of pages."""
+        pages = 0
+        previous_keys: set[str] = set()
+        source, report = self._source, self._report
+        async with aclosing(self._graph.pages(source, window, report.stats)) as paging:
+            async for page in paging:
+                try:
+                    split = split_page(source, window, page.rows, previous_keys)
+                except RowError as exc:
+                    raise GraphDataError(
+                        f"{source.name} window {window} page {page.number} "
+                        f"[request-id {page.request_id}]: {exc}; nothing of this window was committed"
+                    ) from None
+                lines = split.lines
+                if keep is not None:
+                    lines = {d: keep(d, split.line_keys[d], ls) for d, ls in lines.items()}
+                await writer.add(lines)
+                if self._pace.read(window, split.rows, page.more):
+                    self._on_dense()
+                previous_keys = split.keys
+                pages += 1
+                report.pages += 1
+                report.rows += split.rows
+                if split.outside:
+                    log.warning(
+                        "%s: %d rows of page %d lie outside window %s; kept in their own date folders",
+                        source.name,
+                        split.outside,
+                        page.number,
+                        window,
+                    )
+        self._pace.paged(window)
+        return pages
