@@ -23,6 +23,13 @@ def day_prefix(source: Source, day: date) -> str:
     return f"{source.name}/year={day.year:04d}/month={day.month:02d}/day={day.day:02d}/"
 
 
+def is_collector_blob(name: str) -> bool:
+    """True for a data blob the collector writes (a day folder may hold others: a reader's
+    marker files, say, which the settle pass must not read as rows)."""
+    leaf = name.rsplit("/", 1)[-1]
+    return leaf.startswith((PART_PREFIX, SETTLE_PREFIX)) and leaf.endswith(".jsonl")
+
+
 def part_blob_name(source: Source, day: date, window: Window) -> str:
     """Return the provisional blob holding the rows of ``window`` whose event date is ``day``."""
     return f"{day_prefix(source, day)}{PART_PREFIX}{window.name}.jsonl"

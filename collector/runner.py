@@ -70,7 +70,7 @@ async def run_cycle(
     """Collect every configured source up to ``now - lag`` (``now`` defaults to the clock).
 
     Raises ``ConfigError``, before anything is requested or written, for a
-    ``COLLECTOR_START`` Graph cannot serve where a source would begin.
+    ``COLLECTOR_START`` Graph cannot serve where every source would begin.
     ``budget_period`` is the period the request limits apply to: 60 s, except in benchmarks
     that scale Graph's minute down; ``budget_margin`` widens it for arrival jitter.
     """
@@ -88,7 +88,7 @@ async def run_cycle(
     storage_factory = storage_credentials or credential_factory(settings.storage.client_id)
     try:
         async with open_store(settings.storage, settings.container, storage_factory) as store:
-            await _check_start(settings, store, moment)
+            refused = await _refused_starts(settings, store, moment)
             await store.ensure_container()
             async with aiohttp.ClientSession(trace_configs=[send_tracing()]) as session:
                 graph = GraphClient(
@@ -100,23 +100,36 @@ async def run_cycle(
                     budget=budget,
                 )
                 reports = await asyncio.gather(
-                    *(cycle.collect(source, graph, store) for source in settings.sources)
+                    *(
+                        cycle.collect(source, graph, store, refused.get(source.name))
+                        for source in settings.sources
+                    )
                 )
     finally:
         await tokens.close()
     return RunReport(list(reports))
 
 
-async def _check_start(settings: Settings, store: BlobStore, now: datetime) -> None:
-    """Refuse a start Graph cannot serve for a source that would begin there, before
-    anything is requested or written (a source with a watermark ignores the start)."""
+async def _refused_starts(settings: Settings, store: BlobStore, now: datetime) -> dict[str, str]:
+    """The sources that would begin at a ``COLLECTOR_START`` Graph cannot serve, with why.
+
+    Reads only. When every source would (a new deployment), raises ``ConfigError``: the run
+    is refused before anything is written. Otherwise those sources fail and the others,
+    which ignore the start once they have a watermark, are collected as usual.
+    """
     try:
         check_start(settings.start, now)
-    except ConfigError:
-        for source in settings.sources:
-            document, _ = await store.read_json(state_blob_name(source))
-            if state_from_document(document).watermark is None:
-                raise
+    except ConfigError as exc:
+        new = [
+            source.name
+            for source in settings.sources
+            if state_from_document((await store.read_json(state_blob_name(source)))[0]).watermark
+            is None
+        ]
+        if len(new) == len(settings.sources):
+            raise
+        return dict.fromkeys(new, str(exc))
+    return {}
 
 
 class _Cycle:
@@ -130,9 +143,16 @@ class _Cycle:
         self.budget_span = budget_span
         """Seconds each span of the request budget lasts (``RequestBudget.span``)."""
 
-    async def collect(self, source: Source, graph: GraphClient, store: BlobStore) -> SourceReport:
-        """Collect one source; errors end this source only and are reported, not raised."""
+    async def collect(
+        self, source: Source, graph: GraphClient, store: BlobStore, refused: str | None = None
+    ) -> SourceReport:
+        """Collect one source; errors end this source only and are reported, not raised.
+        ``refused``: why the settings do not let this source start (it is left alone)."""
         report = SourceReport(source.name)
+        if refused is not None:
+            report.status, report.error = "failed", refused
+            log.error("%s: failed: %s", source.name, refused)
+            return report
         began = time.monotonic()
         lease = SourceLease(store, source, self.run_id, self.settings.lease_seconds)
         try:
@@ -258,7 +278,9 @@ class _SourceRun:
         await self._confirm_lease()  # a stalled run learns here that its source moved on
         days = await settlement.finish(blobs, self._settings.lateness)
         self._report.settled_days += days
-        self._report.late_rows += sum(d.late for d in settlement.days.values() if not d.final)
+        self._report.late_rows += sum(
+            b.rows for b in blobs if b.created and b.day in settlement.days
+        )
         self._report.changed_rows += sum(d.changed for d in settlement.days.values())
         await self._advance(Claim(SETTLE, window))
         self._done(window, " (settle)", blobs, pages)

@@ -15,12 +15,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import orjson
-
 from .blobstore import BlobStore
 from .keyindex import KeyIndex, Seen
-from .layout import day_prefix, manifest_name, part_blob_name, settle_blob_name
+from .layout import (
+    day_prefix,
+    is_collector_blob,
+    manifest_name,
+    part_blob_name,
+    settle_blob_name,
+)
 from .partitions import CommittedBlob
+from .rows import key_of_line
 from .sources import Source
 from .timefmt import format_instant
 from .windows import Window, window_days
@@ -69,7 +74,7 @@ class Settlement:
             if document is not None:
                 self.days[day] = DaySettle(day, None, final=True)
                 continue
-            listed = await self._store.list_with_metadata(day_prefix(self._source, day))
+            listed = await self._listed(day)
             settle_blob = listed.get(settle_blob_name(self._source, day))
             if settle_blob is not None:
                 # Written by an earlier attempt: its counts are in its metadata.
@@ -82,11 +87,15 @@ class Settlement:
                 )
                 continue
             index = KeyIndex()
-            key_field = self._source.key_field
             for name in sorted(listed):
                 async for line in self._store.read_lines(name):
-                    index.add(orjson.loads(line)[key_field], line)
+                    index.add(key_of_line(self._source, line), line)
             self.days[day] = DaySettle(day, index)
+
+    async def _listed(self, day: date) -> dict[str, dict[str, str]]:
+        """The collector's data blobs of ``day`` with their metadata."""
+        listed = await self._store.list_with_metadata(day_prefix(self._source, day))
+        return {name: meta for name, meta in listed.items() if is_collector_blob(name)}
 
     def name_for(self, day: date) -> str:
         """The blob a settle read writes a day's rows to."""
@@ -143,7 +152,7 @@ class Settlement:
                 continue
             if settling.index is not None:
                 settling.gone = settling.index.unseen
-            listed = await self._store.list_with_metadata(day_prefix(self._source, settling.day))
+            listed = await self._listed(settling.day)
             blobs = {name: int(meta.get("rows", "0")) for name, meta in listed.items()}
             document = manifest_document(
                 self._source, self._window, settling, blobs, lateness, datetime.now(UTC)

@@ -22,9 +22,6 @@ class Source:
     """Row property holding the event time; it decides the row's date partition."""
     key_field: str
     """Row property that identifies a row uniquely."""
-    filters_on_event_time: bool
-    """Graph documents that the window selects rows by ``event_field``. Only then is a row
-    stamped exactly on a window's end known to come again in the next window (and dropped)."""
 
     def path(self, from_param: str, to_param: str) -> str:
         """Return the request path for an already URL-encoded time range."""
@@ -37,9 +34,10 @@ class Source:
 SOURCES: dict[str, Source] = {
     s.name: s
     for s in (
-        # getSmsLog does not say which time its range applies to: keep whatever it returns.
-        Source("sms", "getSmsLog", "beta", "sentDateTime", "id", False),
-        Source("direct_routing", "getDirectRoutingCalls", "v1.0", "startDateTime", "id", True),
-        Source("pstn", "getPstnCalls", "v1.0", "startDateTime", "id", True),
+        # getSmsLog does not say which time its range applies to; sentDateTime is the only
+        # one its rows carry, so windows are taken to select by it, like the others.
+        Source("sms", "getSmsLog", "beta", "sentDateTime", "id"),
+        Source("direct_routing", "getDirectRoutingCalls", "v1.0", "startDateTime", "id"),
+        Source("pstn", "getPstnCalls", "v1.0", "startDateTime", "id"),
     )
 }

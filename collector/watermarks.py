@@ -2,7 +2,7 @@
 how far the watermarks move over the windows it finished.
 
 Each function takes the current ``SourceState`` and returns the changes to make to it (a
-dict for ``SourceLease.apply``), so the rules are tested without storage.
+dict for ``StateBlob.apply``), so the rules are tested without storage.
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
-"""A reverse proxy in front of Azurite that behaves as an immutable (WORM) archive container
-and tells what readers would see.
+"""A reverse proxy in front of Azurite that makes the archive container immutable (WORM) for
+data blobs and tells what readers would see.
 
-- **Immutability**: like Azure under a version-level time-based retention policy, stricter
-  where the archive contract is: a data blob (any blob whose name does not start with ``_``)
-  that exists can be neither overwritten (Put Blob, Put Block List, Set Blob Metadata without
-  ``If-None-Match: *``) nor deleted: 409 ``BlobImmutableDueToPolicy``. A create-only commit
-  (``If-None-Match: *``) of an existing blob goes to storage, which refuses it as Azure does
-  (409 ``BlobAlreadyExists``).
+- **Immutability**: a data blob (any blob whose name does not start with ``_``) that exists
+  can be neither overwritten (Put Blob or Put Block List without ``If-None-Match: *``, Set
+  Blob Metadata or Properties) nor deleted: 409 ``BlobImmutableDueToPolicy``. That is
+  stricter than Azure's version-level retention policy, which lets an overwrite through as a
+  new version, because the archive contract allows none. A create-only Put Blob or Put Block
+  List of an existing blob goes to storage, which refuses it as Azure does (409
+  ``BlobAlreadyExists``). Batch requests are not inspected: the collector sends none.
 - **Events**: every data blob created is recorded with its content, as an Event Grid
   subscriber ingesting ``BlobCreated`` events (ADX, Fabric Eventhouse) would receive it.
 - **Kill points**: ``on_write(n, phase, path)`` is called for the n-th write, ``"before"`` it
@@ -76,16 +77,13 @@ class ImmutableArchiveProxy:
             self._maybe_cut(request, number, "before")
         blob = _data_blob(request.path)
         comp = request.query.get("comp", "")
+        create_only = comp in ("", "blocklist") and request.headers.get("If-None-Match") == "*"
         replacing = (
             self.immutable
             and blob is not None
             and (
                 request.method == "DELETE"
-                or (
-                    request.method == "PUT"
-                    and comp in _REPLACING
-                    and request.headers.get("If-None-Match") != "*"
-                )
+                or (request.method == "PUT" and comp in _REPLACING and not create_only)
             )
         )
         if replacing and blob is not None and await self._exists(*blob):

@@ -329,9 +329,17 @@ def test_start_older_than_graph_keeps_is_refused(
     assert stack.graph.simulator.stats["requests"] == 0
     assert not stack.container().exists()  # nothing written
     # Sources with a watermark ignore the start: a year after its backfill began, an app
-    # that still has the setting keeps running.
-    assert stack.run(SECOND) == 0
-    assert stack.run("2026-10-23T13:30:00Z", COLLECTOR_START="2025-09-01") == 0
+    # that still has the setting keeps running...
+    assert stack.run(SECOND, COLLECTOR_SOURCES="sms,pstn") == 0
+    old_start = {"COLLECTOR_START": "2025-09-01"}
+    assert stack.run("2026-10-23T13:30:00Z", COLLECTOR_SOURCES="sms,pstn", **old_start) == 0
+    # ...and a source added then fails alone, untouched, while the others go on.
+    assert stack.run("2026-10-23T14:30:00Z", **old_start) == 1
+    out = capsys.readouterr().out
+    assert "direct_routing: failed" in out and "COLLECTOR_START" in out, out
+    assert "sms: ok" in out and "pstn: ok" in out
+    assert stack.state("direct_routing") is None
+    assert stack.watermark("pstn") == "2026-10-23T13:30:00Z"
 
 
 def test_a_live_lease_makes_the_other_run_yield(

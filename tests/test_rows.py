@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime
+from typing import Any
 
+import orjson
 import pytest
 
 from collector.errors import RowError
-from collector.rows import split_page
+from collector.rows import key_of_line, split_page
 from collector.sources import SOURCES
 from collector.windows import Window
 
@@ -71,3 +73,16 @@ def test_sms_uses_sent_date_time() -> None:
         SOURCES["sms"], WINDOW, [{"id": "a", "sentDateTime": "2026-11-20T05:00:00Z"}]
     )
     assert split.rows == 1
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"id": "5f0c-guid", "startDateTime": "2026-11-20T01:00:00Z"},
+        {"startDateTime": "2026-11-20T01:00:00Z", "id": "later"},  # key not first
+        {"id": 'with \\"quote\\" and \\\\ backslash', "x": 1},
+        {"id": "ünïcode", "nested": {"id": "not this one"}},
+    ],
+)
+def test_the_key_of_an_archived_line_is_read_with_or_without_parsing(row: dict[str, Any]) -> None:
+    assert key_of_line(DR, orjson.dumps(row)) == row["id"]
