@@ -9,9 +9,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping, Set
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +30,46 @@ from devstack.stack import GraphStack
 from devstack.synthetic import Tenant
 
 _containers = itertools.count(1)
+
+
+START = "2026-10-20T00:00:00Z"
+"""The tests' COLLECTOR_START."""
+FIRST = "2026-10-21T12:00:00Z"
+"""A first run: reads Oct 20-21 provisionally (nothing is 48 h old yet)."""
+SECOND = "2026-10-23T12:30:00Z"
+"""A later run: settles Oct 20, reads the rest provisionally."""
+SECOND_END = "2026-10-23T11:30:00Z"
+"""Where ``SECOND`` reads to (the 60-minute lag)."""
+ALL = ("sms", "direct_routing", "pstn")
+LATE_SOURCES = ("direct_routing", "pstn")
+"""The sources of the late-row and kill tests."""
+ROOT = Path(__file__).resolve().parent.parent
+LATE_STAMPS = (
+    "2026-10-20T08:15:00.1234567Z",
+    "2026-10-20T23:59:59.9999999Z",
+    "2026-10-21T03:00:00Z",
+)
+
+
+def late_rows(stack: Stack) -> dict[str, str]:
+    """Rows Graph 'ingests' after their window was read (Oct 20 and 21): id -> stamp."""
+    return {
+        stack.tenant.add_row(source, stamp)["id"]: stamp
+        for source in LATE_SOURCES
+        for stamp in LATE_STAMPS
+    }
+
+
+def spawn(stack: Stack, as_of: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "collector", "run", "--as-of", as_of],
+        cwd=ROOT,
+        env={**os.environ, **stack.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
 
 SMALL_TENANT = {"sms": 300, "direct_routing": 2_300, "pstn": 1_100}
 

@@ -20,8 +20,18 @@ from azure.storage.blob import BlobServiceClient
 
 from collector.timefmt import parse_instant
 
-from .conftest import Stack, assert_archive_matches, data_rows
-from .test_exactly_once import FIRST, SECOND, SECOND_END, SOURCES, START, late_rows, spawn
+from .conftest import (
+    FIRST,
+    LATE_SOURCES,
+    SECOND,
+    SECOND_END,
+    START,
+    Stack,
+    assert_archive_matches,
+    data_rows,
+    late_rows,
+    spawn,
+)
 
 
 def kill_after_write(stack: Stack, as_of: str, path_part: str, nth: int) -> None:
@@ -67,7 +77,7 @@ def test_the_immutable_store_refuses_overwrites_and_deletes_of_data_blobs(stack:
 def test_an_event_driven_reader_receives_every_row_exactly_once(stack: Stack) -> None:
     """Runs with late rows, settling (48 h) and a run killed mid-way: the blobs an Event Grid
     subscriber is told about hold every row once, and nothing else."""
-    stack.env.update(COLLECTOR_SOURCES=",".join(SOURCES), COLLECTOR_LEASE_SECONDS="1")
+    stack.env.update(COLLECTOR_SOURCES=",".join(LATE_SOURCES), COLLECTOR_LEASE_SECONDS="1")
     assert stack.run(FIRST) == 0  # Oct 20-21 provisional
     late = late_rows(stack)  # rows of Oct 20 and 21 that Graph ingests only now
     assert stack.run("2026-10-22T12:00:00Z") == 0  # nothing is 48 h old yet
@@ -81,14 +91,14 @@ def test_an_event_driven_reader_receives_every_row_exactly_once(stack: Stack) ->
     for event in stack.proxy.created:
         for line in event.content.decode("utf-8").splitlines():
             delivered[json.loads(line)["id"]] += 1
-    for source in SOURCES:
+    for source in LATE_SOURCES:
         rows = stack.tenant.rows_between(source, parse_instant(START), parse_instant(end))
         expected = {r["id"] for r in rows}
         assert expected <= set(delivered), source
         assert_archive_matches(stack, source, START, end)
     assert set(late) <= set(delivered)  # the late rows arrived, once each
     assert [k for k, n in delivered.items() if n > 1] == []
-    archived = {r["id"] for s in SOURCES for _, r in data_rows(stack.blobs(), s)}
+    archived = {r["id"] for s in LATE_SOURCES for _, r in data_rows(stack.blobs(), s)}
     assert archived == set(delivered)  # no blob exists that a reader was not told of
 
 
