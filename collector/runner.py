@@ -203,7 +203,7 @@ class _SourceRun:
             settings.requests_per_minute / len(settings.sources),
         )
         self._pace = Pace(
-            state.state.rows_per_day, per_log / cycle.budget_span, cycle.deadlines.hard
+            state.current.rows_per_day, per_log / cycle.budget_span, cycle.deadlines.hard
         )
         self._scheduler = Scheduler(
             cycle.deadlines, self._pace, settings.windows_in_flight, report, settings.time_budget
@@ -216,7 +216,7 @@ class _SourceRun:
         end = run_end(self._cycle.now, self._settings.lag)
         horizon = settle_horizon(self._cycle.now, end, self._settings.lateness)
         start = self._settings.start or default_start(end)
-        self._report.watermark_before = self._state.state.watermark
+        self._report.watermark_before = self._state.current.watermark
         state = await self._state.apply(lambda st: watermarks.begin(st, start, horizon))
         self._report.watermark_after = state.watermark
         self._report.settled_after = state.settled
@@ -230,11 +230,11 @@ class _SourceRun:
         if horizon is not None:
             phases.append(self._settle_phase(horizon))
         await _all_or_cancel(phases)
-        if self._pace.rows_per_day != self._state.state.rows_per_day:
+        if self._pace.rows_per_day != self._state.current.rows_per_day:
             await self._state.apply(lambda _: {"rows_per_day": self._pace.rows_per_day})
 
     async def _settle_phase(self, horizon: datetime) -> None:
-        settled = self._state.state.settled
+        settled = self._state.current.settled
         if settled is None or settled >= horizon:
             return
         plan = SettlePlan(settled, horizon, self._settings.windows_in_flight)
@@ -247,7 +247,7 @@ class _SourceRun:
         )
 
     async def _provisional_phase(self, end: datetime, horizon: datetime | None) -> None:
-        start = watermarks.provisional_start(self._state.state, horizon)
+        start = watermarks.provisional_start(self._state.current, horizon)
         plan = ProvisionalPlan(start, end)
         if not plan.windows:
             log.info("%s: up to date (watermark %s)", self._source.name, format_instant(start))

@@ -154,13 +154,14 @@ class StateBlob:
         """Why writes fail now: another run changed the blob first."""
         self.proved_at = -math.inf
         """``time.monotonic()`` when a write last succeeded (taken before it was sent)."""
-        self.state = SourceState()
+        self.current = SourceState()
+        """The state as last read or written."""
 
     async def load(self) -> SourceState:
         """Read the blob (a source never collected reads as an empty state)."""
         document, self._etag = await self._store.read_json(self._name)
-        self.state = state_from_document(document)
-        return self.state
+        self.current = state_from_document(document)
+        return self.current
 
     async def apply(self, change: Change) -> SourceState:
         """Apply ``change`` to the current state and write the result conditionally.
@@ -191,7 +192,7 @@ class StateBlob:
         """Apply ``batch``'s changes in order and write the result once (lock held)."""
         if self.lost is not None:
             raise StateConflictError(f"lost the state of {self._source.name}") from self.lost
-        new = self.state
+        new = self.current
         for change, _ in batch:
             new = replace(new, **change(new))
         new = self._stamp(new)
@@ -207,7 +208,7 @@ class StateBlob:
                 self.lost = exc
                 raise
             self._etag = etag
-        self.state = new
+        self.current = new
         self.proved_at = began
         return new
 
@@ -218,7 +219,7 @@ class StateBlob:
         async with self._lock:
             if self.lost is not None:
                 return
-            new = replace(self.state, **change(self.state))
+            new = replace(self.current, **change(self.current))
             try:
                 self._etag = await self._store.write_json(
                     self._name, state_to_document(self._source, new), self._etag
@@ -232,4 +233,4 @@ class StateBlob:
                 self._etag = await self._store.write_json(
                     self._name, state_to_document(self._source, new), etag
                 )
-            self.state = new
+            self.current = new

@@ -117,6 +117,6 @@ def test_grouped_writes_keep_the_state_it_started_from(azurite: Azurite) -> None
         )
         final: SourceState = both[-1]
         assert final.settled == DAY and final.watermark == DAY + timedelta(hours=1)
-        assert lease.state_blob.state == final
+        assert lease.state_blob.current == final
 
     run_with_lease(azurite, 300, body)
