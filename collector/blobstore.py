@@ -53,7 +53,6 @@ class BlockBlobWriter:
         self._failed: Exception | None = None
         """Why a block never reached storage: every later stage or commit fails with it."""
         self.lines = 0
-        self.bytes = 0
 
     @property
     def name(self) -> str:
@@ -68,7 +67,6 @@ class BlockBlobWriter:
         chunk = b"\n".join(lines) + b"\n"
         self._buffer += chunk
         self.lines += len(lines)
-        self.bytes += len(chunk)
         if len(self._buffer) >= self._block_size:
             await self._stage()
 
@@ -167,7 +165,7 @@ class BlobStore:
             await self._container.create_container()
 
     def writer(self, name: str) -> BlockBlobWriter:
-        """Return a writer that replaces blob ``name`` when committed."""
+        """Return a writer that creates blob ``name`` when committed (unless it exists)."""
         return BlockBlobWriter(self._container.get_blob_client(name), self._block_size)
 
     async def read_json(self, name: str) -> tuple[Any, str | None]:

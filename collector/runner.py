@@ -156,8 +156,8 @@ class _Cycle:
         began = time.monotonic()
         lease = SourceLease(store, source, self.run_id, self.settings.lease_seconds)
         try:
-            async with lease.held() as state:
-                await _SourceRun(self, source, graph, store, lease, state, report).run()
+            async with lease.held() as state_blob:
+                await _SourceRun(self, source, graph, store, lease, state_blob, report).run()
         except StateConflictError as exc:
             report.status = "yielded"
             report.error = f"{exc}; this run leaves {source.name} alone"
@@ -185,7 +185,7 @@ class _SourceRun:
         graph: GraphClient,
         store: BlobStore,
         lease: SourceLease,
-        state: StateBlob,
+        state_blob: StateBlob,
         report: SourceReport,
     ) -> None:
         settings = cycle.settings
@@ -193,7 +193,7 @@ class _SourceRun:
         self._settings = settings
         self._source = source
         self._store = store
-        self._state = state
+        self._state_blob = state_blob
         self._confirm_lease = lease.confirm
         self._report = report
         self._finished: set[Claim] = set()
@@ -203,7 +203,7 @@ class _SourceRun:
             settings.requests_per_minute / len(settings.sources),
         )
         self._pace = Pace(
-            state.current.rows_per_day, per_log / cycle.budget_span, cycle.deadlines.hard
+            state_blob.current.rows_per_day, per_log / cycle.budget_span, cycle.deadlines.hard
         )
         self._scheduler = Scheduler(
             cycle.deadlines, self._pace, settings.windows_in_flight, report, settings.time_budget
@@ -216,8 +216,8 @@ class _SourceRun:
         end = run_end(self._cycle.now, self._settings.lag)
         horizon = settle_horizon(self._cycle.now, end, self._settings.lateness)
         start = self._settings.start or default_start(end)
-        self._report.watermark_before = self._state.current.watermark
-        state = await self._state.apply(lambda st: watermarks.begin(st, start, horizon))
+        self._report.watermark_before = self._state_blob.current.watermark
+        state = await self._state_blob.apply(lambda st: watermarks.begin(st, start, horizon))
         self._report.watermark_after = state.watermark
         self._report.settled_after = state.settled
         redo = watermarks.to_redo(state)
@@ -230,11 +230,11 @@ class _SourceRun:
         if horizon is not None:
             phases.append(self._settle_phase(horizon))
         await _all_or_cancel(phases)
-        if self._pace.rows_per_day != self._state.current.rows_per_day:
-            await self._state.apply(lambda _: {"rows_per_day": self._pace.rows_per_day})
+        if self._pace.rows_per_day != self._state_blob.current.rows_per_day:
+            await self._state_blob.apply(lambda _: {"rows_per_day": self._pace.rows_per_day})
 
     async def _settle_phase(self, horizon: datetime) -> None:
-        settled = self._state.current.settled
+        settled = self._state_blob.current.settled
         if settled is None or settled >= horizon:
             return
         plan = SettlePlan(settled, horizon, self._settings.windows_in_flight)
@@ -247,7 +247,7 @@ class _SourceRun:
         )
 
     async def _provisional_phase(self, end: datetime, horizon: datetime | None) -> None:
-        start = watermarks.provisional_start(self._state.current, horizon)
+        start = watermarks.provisional_start(self._state_blob.current, horizon)
         plan = ProvisionalPlan(start, end)
         if not plan.windows:
             log.info("%s: up to date (watermark %s)", self._source.name, format_instant(start))
@@ -257,7 +257,7 @@ class _SourceRun:
 
     async def _provisional(self, window: Window) -> None:
         """Claim, read and commit one provisional window, then advance the watermark."""
-        await self._state.apply(lambda st: watermarks.claim(st, PROVISIONAL, window))
+        await self._state_blob.apply(lambda st: watermarks.claim(st, PROVISIONAL, window))
         blobs, pages = await self._reader.read(
             window, lambda day: part_blob_name(self._source, day, window)
         )
@@ -266,7 +266,7 @@ class _SourceRun:
 
     async def _settle(self, window: Window) -> int:
         """Claim and settle one window's days (see ``settling``); return the pages read."""
-        await self._state.apply(lambda st: watermarks.claim(st, SETTLE, window))
+        await self._state_blob.apply(lambda st: watermarks.claim(st, SETTLE, window))
         settlement = Settlement(self._store, self._source, window)
         await settlement.prepare()
         blobs: list[CommittedBlob] = []
@@ -288,7 +288,7 @@ class _SourceRun:
 
     async def _advance(self, finished: Claim) -> None:
         self._finished.add(finished)
-        state = await self._state.apply(lambda st: watermarks.advance(st, self._finished))
+        state = await self._state_blob.apply(lambda st: watermarks.advance(st, self._finished))
         self._report.watermark_after = state.watermark
         self._report.settled_after = state.settled
 

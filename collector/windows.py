@@ -33,7 +33,8 @@ class Window:
 
     @property
     def name(self) -> str:
-        """Deterministic name of the window, used in blob names so a re-read replaces."""
+        """Deterministic name of the window, used in blob names: a re-read of the window finds
+        the blob an earlier read committed under the same name (and keeps it)."""
         return f"{compact_instant(self.start)}-{compact_instant(self.end)}"
 
     def __str__(self) -> str:

@@ -68,6 +68,14 @@ def test_bad_rows_are_refused(bad: object, message: str) -> None:
         split_page(DR, WINDOW, [row("2026-11-20T01:00:00Z"), bad])
 
 
+def test_an_sms_stamped_on_the_window_end_is_left_to_the_next_window() -> None:
+    # Its docs do not say which time the range applies to; an archive that cannot drop a
+    # second copy later keeps a boundary row only in the window that starts there.
+    end = "2026-11-21T00:00:00Z"
+    split = split_page(SOURCES["sms"], WINDOW, [{"id": "b", "sentDateTime": end}])
+    assert split.rows == 0 and split.boundary_skipped == 1
+
+
 def test_sms_uses_sent_date_time() -> None:
     split = split_page(
         SOURCES["sms"], WINDOW, [{"id": "a", "sentDateTime": "2026-11-20T05:00:00Z"}]
