@@ -6,10 +6,58 @@ targetScope = 'subscription'
 @description('azd environment name; names and tags the resources.')
 param environmentName string
 
+// The regions that offer Flex Consumption, as the official Flex Consumption azd template
+// (Azure-Samples/functions-quickstart-python-azd-timer) lists them, less its early-access
+// region eastus2euap. Elsewhere the plan fails to create. All are public-cloud regions:
+// Azure Government does not offer Flex Consumption (as of mid-2026).
 @minLength(1)
-@description('Region of all resources (one that offers Flex Consumption).')
+@description('Region of all resources: a public-cloud region that offers Flex Consumption (Azure Government does not).')
+@allowed([
+  'australiaeast'
+  'australiasoutheast'
+  'brazilsouth'
+  'canadacentral'
+  'centralindia'
+  'centralus'
+  'eastasia'
+  'eastus'
+  'eastus2'
+  'francecentral'
+  'germanywestcentral'
+  'italynorth'
+  'japaneast'
+  'koreacentral'
+  'northcentralus'
+  'northeurope'
+  'norwayeast'
+  'southafricanorth'
+  'southcentralus'
+  'southeastasia'
+  'southindia'
+  'spaincentral'
+  'swedencentral'
+  'uaenorth'
+  'uksouth'
+  'ukwest'
+  'westcentralus'
+  'westeurope'
+  'westus'
+  'westus2'
+  'westus3'
+])
 @metadata({ azd: { type: 'location' } })
 param location string
+
+@description('Replication of the storage account: Standard_LRS (the default) exists in every allowed region; Standard_ZRS and Standard_GZRS/RAGZRS need a region with availability zones, Standard_GRS/RAGRS/GZRS/RAGZRS a paired region. See the README.')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_RAGRS'
+  'Standard_GZRS'
+  'Standard_RAGZRS'
+])
+param storageRedundancy string = 'Standard_LRS'
 
 @description('Comma-separated subset of sms, direct_routing, pstn.')
 param collectorSources string = 'sms,direct_routing'
@@ -29,17 +77,6 @@ param lagMinutes int = 60
 @description('Allowed lateness in hours before a day is settled; 0 turns settling off.')
 param latenessHours int = 48
 
-@description('Microsoft Graph cloud: Global, USGovL4 (GCC High) or USGovL5 (DoD).')
-@allowed([
-  'Global'
-  'USGovL4'
-  'USGovL5'
-])
-param graphCloud string = 'Global'
-
-@description('Grant the identity CallRecords.Read.All through the Microsoft Graph Bicep extension (the deployer must be allowed to grant app roles). When false, grant it by hand: see the README.')
-param grantGraphPermission bool = true
-
 @description('Hours without a successful collection before an alert fires.')
 param noSuccessAlertHours int = 3
 
@@ -49,11 +86,15 @@ param failureAlertCount int = 2
 @description('Email for alerts; empty: alerts show in the portal only.')
 param alertEmail string = ''
 
+// Graph follows the cloud deployed to (an identity of one cloud gets no tokens for another's
+// Graph). Only the public cloud can get here: Flex Consumption is not offered in Azure
+// Government, so `location` allows public-cloud regions only and a Government deployment
+// stops at parameter validation, before anything is created.
 var graphEndpoints = {
-  Global: 'https://graph.microsoft.com'
-  USGovL4: 'https://graph.microsoft.us'
-  USGovL5: 'https://dod-graph.microsoft.us'
+  AzureCloud: 'https://graph.microsoft.com'
+  AzureUSGovernment: 'https://graph.microsoft.us'
 }
+var graphEndpoint = graphEndpoints[environment().name]
 var token = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
 var functionAppName = 'func-calllogs-${token}'
@@ -84,6 +125,7 @@ module storage 'modules/storage.bicep' = {
     tags: tags
     outputContainerName: outputContainerName
     deploymentContainerName: deploymentContainerName
+    skuName: storageRedundancy
   }
 }
 
@@ -127,7 +169,7 @@ module function 'modules/function.bicep' = {
     // Every setting the collector reads (collector/settings.py SETTING_NAMES) is set here
     // or has a default in the code; tests/test_infra.py keeps the two in step.
     collectorSettings: {
-      GRAPH_ENDPOINT: graphEndpoints[graphCloud]
+      GRAPH_ENDPOINT: graphEndpoint
       AZURE_CLIENT_ID: identity.outputs.clientId
       COLLECTOR_SOURCES: collectorSources
       COLLECTOR_STORAGE__blobServiceUri: storage.outputs.blobEndpoint
@@ -160,14 +202,6 @@ module alerts 'modules/alerts.bicep' = {
   }
 }
 
-module graphPermission 'modules/graph-permission.bicep' = if (grantGraphPermission) {
-  name: 'graphPermission'
-  scope: rg
-  params: {
-    principalId: identity.outputs.principalId
-  }
-}
-
 output AZURE_LOCATION string = location
 output AZURE_RESOURCE_GROUP string = rg.name
 output AZURE_FUNCTION_APP_NAME string = function.outputs.name
@@ -175,5 +209,4 @@ output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output COLLECTOR_CONTAINER string = outputContainerName
 output AZURE_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output AZURE_IDENTITY_CLIENT_ID string = identity.outputs.clientId
-output GRAPH_ENDPOINT string = graphEndpoints[graphCloud]
-output GRAPH_PERMISSION_GRANTED bool = grantGraphPermission
+output GRAPH_ENDPOINT string = graphEndpoint

@@ -127,31 +127,98 @@ def test_alerts_watch_silence_and_repeated_failures() -> None:
     assert main["parameters"]["noSuccessAlertHours"]["default"] == 3
 
 
-def test_graph_permission_is_optional_and_exact() -> None:
+REFERENCE_FLEX_REGIONS = [
+    "australiaeast",
+    "australiasoutheast",
+    "brazilsouth",
+    "canadacentral",
+    "centralindia",
+    "centralus",
+    "eastasia",
+    "eastus",
+    "eastus2",
+    "francecentral",
+    "germanywestcentral",
+    "italynorth",
+    "japaneast",
+    "koreacentral",
+    "northcentralus",
+    "northeurope",
+    "norwayeast",
+    "southafricanorth",
+    "southcentralus",
+    "southeastasia",
+    "southindia",
+    "spaincentral",
+    "swedencentral",
+    "uaenorth",
+    "uksouth",
+    "ukwest",
+    "westcentralus",
+    "westeurope",
+    "westus",
+    "westus2",
+    "westus3",
+]
+"""Azure-Samples/functions-quickstart-python-azd-timer's list, less early-access eastus2euap."""
+
+
+def _decorator(param: dict[str, Any], kind: str) -> Any:
+    return next(d["argument"] for d in param["decorators"] if d["type"] == kind)
+
+
+def test_the_graph_grant_is_left_to_the_postprovision_hook_not_raced_in_the_template() -> None:
     main = template("main.bicep")
-    module = main["modules"]["graphPermission"]
-    assert module["config"]["condition"] == "grantGraphPermission"
-    assert main["parameters"]["grantGraphPermission"]["default"] is True
-    graph = template("modules/graph-permission.bicep")
-    assert "microsoftGraphV1" in graph["extensions"]
-    sp = graph["resources"]["graph"]
-    assert sp["existing"] and sp["config"]["appId"] == "00000003-0000-0000-c000-000000000000"
-    grant = graph["resources"]["callRecordsRead"]
-    assert grant["type"] == "Microsoft.Graph/appRoleAssignedTo"
-    assert "'CallRecords.Read.All'" in (INFRA / "modules/graph-permission.bicep").read_text()
-    config = json.loads((INFRA / "bicepconfig.json").read_text())
-    assert config["extensions"]["microsoftGraphV1"].startswith(
-        "br:mcr.microsoft.com/bicep/extensions/microsoftgraph/v1.0:"
-    )
+    assert "graphPermission" not in main["modules"]
+    assert not (INFRA / "modules/graph-permission.bicep").exists()
+    assert "grantGraphPermission" not in main["parameters"]
+    yaml = (ROOT / "azure.yaml").read_text()
+    hook = yaml[yaml.index("hooks:") :]
+    assert "postprovision:" in hook and "run: infra/hooks/postprovision.sh" in hook
+    assert "shell: sh" in hook
+    assert {"AZURE_IDENTITY_PRINCIPAL_ID", "GRAPH_ENDPOINT"} <= set(main["outputs"])
 
 
-def test_sovereign_clouds_set_the_graph_endpoint() -> None:
+def test_locations_are_those_that_offer_flex_consumption() -> None:
+    location = template("main.bicep")["parameters"]["location"]
+    allowed = _decorator(location, "allowed")
+    assert allowed == REFERENCE_FLEX_REGIONS
+    assert not [r for r in allowed if r.startswith(("usgov", "usdod", "china"))]
+
+
+def test_graph_follows_the_cloud_deployed_to() -> None:
     main = template("main.bicep")
     assert main["variables"]["graphEndpoints"]["value"] == {
-        "Global": "https://graph.microsoft.com",
-        "USGovL4": "https://graph.microsoft.us",
-        "USGovL5": "https://dod-graph.microsoft.us",
+        "AzureCloud": "https://graph.microsoft.com",
+        "AzureUSGovernment": "https://graph.microsoft.us",
     }
+    text = (INFRA / "main.bicep").read_text()
+    assert "var graphEndpoint = graphEndpoints[environment().name]" in text
+    assert "graphCloud" not in main["parameters"]
+    settings = main["modules"]["function"]["config"]["params"]["collectorSettings"]
+    assert settings["GRAPH_ENDPOINT"] == "graphEndpoint"
+
+
+def test_storage_redundancy_defaults_to_one_every_region_has() -> None:
+    main = template("main.bicep")
+    redundancy = main["parameters"]["storageRedundancy"]
+    assert redundancy["default"] == "Standard_LRS"
+    assert "Standard_GRS" in _decorator(redundancy, "allowed")
+    assert main["modules"]["storage"]["config"]["params"]["skuName"] == "storageRedundancy"
+    params = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert params["storageRedundancy"]["value"] == "${STORAGE_REDUNDANCY=Standard_LRS}"
+
+
+def test_small_first_run_safeguards() -> None:
+    alerts = (INFRA / "modules/alerts.bicep").read_text()
+    assert "scheduledQueryRules@2023-12-01'" in alerts and "-preview" not in alerts
+    host = json.loads((ROOT / "host.json").read_text())
+    assert host["logging"]["logLevel"]["Host.Startup"] == "Information"
+    for ignore in (".gitignore", ".funcignore"):
+        assert ".azure/" in (ROOT / ignore).read_text().split()
+    assert 'azd: ">= 1.9.5"' in (ROOT / "azure.yaml").read_text()
+    lifecycle = template("modules/storage.bicep")["resources"]["lifecycle"]
+    assert lifecycle["config"]["dependsOn"] == ["blobService"]
 
 
 def test_every_setting_the_code_reads_is_set_by_the_template_or_has_a_default() -> None:

@@ -33,7 +33,7 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(a
 var actions = empty(alertEmail) ? [] : [actionGroup.id]
 var invocations = 'requests | where cloud_RoleName =~ \'${functionAppName}\' and operation_Name =~ \'collect_call_logs\''
 
-resource noSuccess 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = {
+resource noSuccess 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   name: 'no-successful-collection-${functionAppName}'
   location: location
   tags: tags
@@ -68,7 +68,7 @@ resource noSuccess 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' =
   }
 }
 
-resource repeatedFailures 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = {
+resource repeatedFailures 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   name: 'repeated-collection-failures-${functionAppName}'
   location: location
   tags: tags

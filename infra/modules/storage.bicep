@@ -5,21 +5,15 @@ param location string
 param tags object
 param outputContainerName string
 param deploymentContainerName string
-@description('Replication of the archive: geo-redundant by default, as data kept for years should survive a region loss.')
-@allowed([
-  'Standard_GRS'
-  'Standard_RAGRS'
-  'Standard_GZRS'
-  'Standard_RAGZRS'
-  'Standard_ZRS'
-])
-param skuName string = 'Standard_GRS'
+@description('Replication of the account (main.bicep says which exists where).')
+param skuName string
 @description('Days that deleted blobs, overwritten blob versions and deleted containers are kept, so a bad run can be undone.')
 param retentionDays int = 30
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_35: a network deny-by-default needs VNet integration and private endpoints; access is identity-only (keys off, no anonymous blobs, TLS 1.2, HTTPS).
   // checkov:skip=CKV_AZURE_59: same: the Function app reaches storage over its public endpoint with Entra ID; nothing is readable anonymously.
+  // checkov:skip=CKV_AZURE_206: replication is the deployer's choice (main.bicep storageRedundancy); its default, LRS, is the only one every Flex Consumption region offers, and the README says when to pick ZRS, GZRS or GRS.
   name: name
   location: location
   tags: tags
@@ -97,6 +91,9 @@ resource secretsContainer 'Microsoft.Storage/storageAccounts/blobServices/contai
 resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
   parent: account
   name: 'default'
+  dependsOn: [
+    blobService // the rule acts on versions, which the blob service turns on
+  ]
   properties: {
     policy: {
       rules: [
