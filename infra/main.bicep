@@ -59,6 +59,11 @@ param location string
 ])
 param storageRedundancy string = 'Standard_LRS'
 
+@description('Days each version of an archive blob stays immutable (version-level WORM with a default retention policy, left unlocked); 0 (the default): off. Only when the archive account is created.')
+@minValue(0)
+@maxValue(146000)
+param archiveImmutabilityDays int = 0
+
 @description('Comma-separated subset of sms, direct_routing, pstn.')
 param collectorSources string = 'sms,direct_routing'
 
@@ -116,16 +121,27 @@ module identity 'modules/identity.bicep' = {
   }
 }
 
-module storage 'modules/storage.bicep' = {
-  name: 'storage'
+module hostStorage 'modules/host-storage.bicep' = {
+  name: 'hostStorage'
+  scope: rg
+  params: {
+    name: 'sthost${take(token, 18)}'
+    location: location
+    tags: tags
+    deploymentContainerName: deploymentContainerName
+  }
+}
+
+module archiveStorage 'modules/archive-storage.bicep' = {
+  name: 'archiveStorage'
   scope: rg
   params: {
     name: 'stcalllogs${take(token, 13)}'
     location: location
     tags: tags
     outputContainerName: outputContainerName
-    deploymentContainerName: deploymentContainerName
     skuName: storageRedundancy
+    immutabilityDays: archiveImmutabilityDays
   }
 }
 
@@ -144,9 +160,9 @@ module rbac 'modules/rbac.bicep' = {
   name: 'rbac'
   scope: rg
   params: {
-    storageAccountName: storage.outputs.name
+    hostStorageAccountName: hostStorage.outputs.name
+    archiveStorageAccountName: archiveStorage.outputs.name
     outputContainerName: outputContainerName
-    deploymentContainerName: deploymentContainerName
     appInsightsName: monitoring.outputs.appInsightsName
     principalId: identity.outputs.principalId
   }
@@ -162,8 +178,7 @@ module function 'modules/function.bicep' = {
     tags: tags
     identityId: identity.outputs.id
     identityClientId: identity.outputs.clientId
-    storageAccountName: storage.outputs.name
-    blobEndpoint: storage.outputs.blobEndpoint
+    hostStorageAccountName: hostStorage.outputs.name
     deploymentContainerName: deploymentContainerName
     appInsightsConnectionString: monitoring.outputs.connectionString
     // Every setting the collector reads (collector/settings.py SETTING_NAMES) is set here
@@ -172,7 +187,7 @@ module function 'modules/function.bicep' = {
       GRAPH_ENDPOINT: graphEndpoint
       AZURE_CLIENT_ID: identity.outputs.clientId
       COLLECTOR_SOURCES: collectorSources
-      COLLECTOR_STORAGE__blobServiceUri: storage.outputs.blobEndpoint
+      COLLECTOR_STORAGE__blobServiceUri: archiveStorage.outputs.blobEndpoint
       COLLECTOR_STORAGE__clientId: identity.outputs.clientId
       COLLECTOR_CONTAINER: outputContainerName
       COLLECTOR_START: collectorStart
@@ -205,7 +220,8 @@ module alerts 'modules/alerts.bicep' = {
 output AZURE_LOCATION string = location
 output AZURE_RESOURCE_GROUP string = rg.name
 output AZURE_FUNCTION_APP_NAME string = function.outputs.name
-output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output AZURE_STORAGE_ACCOUNT_NAME string = archiveStorage.outputs.name
+output AZURE_HOST_STORAGE_ACCOUNT_NAME string = hostStorage.outputs.name
 output COLLECTOR_CONTAINER string = outputContainerName
 output AZURE_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output AZURE_IDENTITY_CLIENT_ID string = identity.outputs.clientId

@@ -19,6 +19,8 @@ INFRA = ROOT / "infra"
 ROLE_IDS = {
     "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
     "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",
+    "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
+    "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
     "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
 }
 
@@ -42,28 +44,52 @@ def test_every_bicep_file_parses(path: str) -> None:
     assert parsed["resources"] or parsed["modules"]
 
 
-def test_storage_is_keyless_private_and_recoverable() -> None:
-    (account,) = resources("modules/storage.bicep", "Microsoft.Storage/storageAccounts")
-    props = account["properties"]
-    assert props["allowSharedKeyAccess"] is False
-    assert props["allowBlobPublicAccess"] is False
-    assert props["minimumTlsVersion"] == "TLS1_2"
-    assert props["supportsHttpsTrafficOnly"] is True
-    (blob,) = resources("modules/storage.bicep", "Microsoft.Storage/storageAccounts/blobServices")
+def test_both_storage_accounts_are_keyless_and_private() -> None:
+    for module in ("modules/host-storage.bicep", "modules/archive-storage.bicep"):
+        (account,) = resources(module, "Microsoft.Storage/storageAccounts")
+        props = account["properties"]
+        assert props["allowSharedKeyAccess"] is False, module
+        assert props["allowBlobPublicAccess"] is False, module
+        assert props["minimumTlsVersion"] == "TLS1_2", module
+        assert props["supportsHttpsTrafficOnly"] is True, module
+        containers = resources(module, "Microsoft.Storage/storageAccounts/blobServices/containers")
+        assert containers and all(c["properties"]["publicAccess"] == "None" for c in containers)
+
+
+def test_the_archive_account_holds_only_the_archive_and_can_be_recovered() -> None:
+    module = "modules/archive-storage.bicep"
+    containers = resources(module, "Microsoft.Storage/storageAccounts/blobServices/containers")
+    assert [c["name"] for c in containers] == ["outputContainerName"]
+    (blob,) = resources(module, "Microsoft.Storage/storageAccounts/blobServices")
     assert blob["properties"]["isVersioningEnabled"] is True
     assert blob["properties"]["deleteRetentionPolicy"]["enabled"] is True
     assert blob["properties"]["containerDeleteRetentionPolicy"]["enabled"] is True
-    containers = resources(
-        "modules/storage.bicep", "Microsoft.Storage/storageAccounts/blobServices/containers"
+    host = resources(
+        "modules/host-storage.bicep", "Microsoft.Storage/storageAccounts/blobServices/containers"
     )
-    assert all(c["properties"]["publicAccess"] == "None" for c in containers)
-    assert {c["name"] for c in containers} >= {"outputContainerName", "deploymentContainerName"}
+    assert [c["name"] for c in host] == ["deploymentContainerName"]
+
+
+def test_archive_immutability_is_an_option_off_by_default() -> None:
+    main = template("main.bicep")
+    assert main["parameters"]["archiveImmutabilityDays"]["default"] == 0
+    params = main["modules"]["archiveStorage"]["config"]["params"]
+    assert params["immutabilityDays"] == "archiveImmutabilityDays"
+    text = (INFRA / "modules/archive-storage.bicep").read_text()
+    assert "immutableStorageWithVersioning: (immutabilityDays > 0) ? {" in text
+    assert "immutabilityPeriodSinceCreationInDays: immutabilityDays" in text
+    assert "state: 'Unlocked'" in text
+    deploy = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert deploy["archiveImmutabilityDays"]["value"] == "${ARCHIVE_IMMUTABILITY_DAYS=0}"
 
 
 def test_host_storage_and_telemetry_use_the_identity() -> None:
     host = template("modules/function.bicep")["variables"]["hostSettings"]["value"]
     assert host["AzureWebJobsStorage__credential"] == "managedidentity"
     assert host["AzureWebJobsStorage__clientId"] == "identityClientId"
+    for service in ("blob", "queue", "table"):  # as the reference templates set them
+        uri = host[f"AzureWebJobsStorage__{service}ServiceUri"]
+        assert uri == f"${{hostStorage}}.{service}.${{storageSuffix}}", uri
     assert "AzureWebJobsStorage" not in host  # no connection string
     assert host["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"].endswith("Authorization=AAD")
     (app,) = resources("modules/function.bicep", "Microsoft.Web/sites")
@@ -88,30 +114,46 @@ def test_monitoring_accepts_only_entra_id() -> None:
     assert insights["properties"]["DisableLocalAuth"] is True
 
 
-def _role(assignment: dict[str, Any]) -> str:
-    operand = assignment["properties"]["roleDefinitionId"]["function"]["parameters"][
-        "resource_name_1"
-    ]
-    key = operand["operator"]["operands"]["operand_2"]
-    variables = template("modules/rbac.bicep")["variables"]["roles"]["value"]
-    return ROLE_IDS[variables[key]]
+ROLE_TABLE = [
+    ("Storage Blob Data Contributor", "the archive container (archive account)"),
+    ("Storage Blob Data Owner", "the host account"),
+    ("Storage Queue Data Contributor", "the host account"),
+    ("Storage Table Data Contributor", "the host account"),
+    ("Monitoring Metrics Publisher", "Application Insights"),
+]
+"""What the function's identity may do, and where: the README shows this same table."""
+SCOPES = {
+    "outputContainer": "the archive container (archive account)",
+    "hostAccount": "the host account",
+    "appInsights": "Application Insights",
+}
 
 
-def test_role_assignments_are_scoped_to_containers_not_the_account() -> None:
-    granted = {
-        a["scope"]: _role(a)
-        for a in resources("modules/rbac.bicep", "Microsoft.Authorization/roleAssignments")
-    }
-    assert granted == {
-        "outputContainer": "Storage Blob Data Contributor",
-        "deploymentContainer": "Storage Blob Data Contributor",
-        "hostsContainer": "Storage Blob Data Owner",
-        "secretsContainer": "Storage Blob Data Owner",
-        "appInsights": "Monitoring Metrics Publisher",
-    }
-    existing = template("modules/rbac.bicep")["resources"]
-    assert existing["outputContainer"]["type"].endswith("/containers")
-    assert "account" not in granted
+def _role_id(expression: Any, variables: dict[str, Any]) -> str:
+    key = expression["operator"]["operands"]["operand_2"]
+    return str(variables["roles"]["value"][key])
+
+
+def test_the_identity_has_exactly_the_roles_of_the_readme_table() -> None:
+    rbac = template("modules/rbac.bicep")
+    variables = rbac["variables"]
+    granted = []
+    for resource in rbac["resources"].values():
+        if resource["type"] != "Microsoft.Authorization/roleAssignments":
+            continue
+        config = resource["config"]
+        if "loop_type" in config:
+            items = variables[config["loop_type"]["detail"]["array_name"]]["value"]
+            scope = config["config"]["scope"]
+            granted += [(ROLE_IDS[_role_id(item, variables)], SCOPES[scope]) for item in items]
+        else:
+            operand = config["properties"]["roleDefinitionId"]["function"]["parameters"]
+            role = ROLE_IDS[_role_id(operand["resource_name_1"], variables)]
+            granted.append((role, SCOPES[config["scope"]]))
+    assert sorted(granted) == sorted(ROLE_TABLE)
+    readme = (ROOT / "README.md").read_text()
+    for role, scope in ROLE_TABLE:
+        assert f"| {role} | {scope} |" in readme, (role, scope)
 
 
 def test_alerts_watch_silence_and_repeated_failures() -> None:
@@ -204,7 +246,7 @@ def test_storage_redundancy_defaults_to_one_every_region_has() -> None:
     redundancy = main["parameters"]["storageRedundancy"]
     assert redundancy["default"] == "Standard_LRS"
     assert "Standard_GRS" in _decorator(redundancy, "allowed")
-    assert main["modules"]["storage"]["config"]["params"]["skuName"] == "storageRedundancy"
+    assert main["modules"]["archiveStorage"]["config"]["params"]["skuName"] == "storageRedundancy"
     params = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
     assert params["storageRedundancy"]["value"] == "${STORAGE_REDUNDANCY=Standard_LRS}"
 
@@ -217,7 +259,7 @@ def test_small_first_run_safeguards() -> None:
     for ignore in (".gitignore", ".funcignore"):
         assert ".azure/" in (ROOT / ignore).read_text().split()
     assert 'azd: ">= 1.9.5"' in (ROOT / "azure.yaml").read_text()
-    lifecycle = template("modules/storage.bicep")["resources"]["lifecycle"]
+    lifecycle = template("modules/archive-storage.bicep")["resources"]["lifecycle"]
     assert lifecycle["config"]["dependsOn"] == ["blobService"]
 
 

@@ -5,8 +5,8 @@ param location string
 param tags object
 param identityId string
 param identityClientId string
-param storageAccountName string
-param blobEndpoint string
+@description('The host account (host-storage.bicep): host state and the deployment package.')
+param hostStorageAccountName string
 param deploymentContainerName string
 param appInsightsConnectionString string
 @description('Collector settings (name -> value): every setting the code reads.')
@@ -29,11 +29,16 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   }
 }
 
+var hostStorage = 'https://${hostStorageAccountName}'
+var storageSuffix = environment().suffixes.storage
+
 var hostSettings = {
-  // Identity-based host storage: no connection string, no key.
+  // Identity-based host storage, as the reference templates set it: no connection string.
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identityClientId
-  AzureWebJobsStorage__blobServiceUri: 'https://${storageAccountName}.blob.${environment().suffixes.storage}'
+  AzureWebJobsStorage__blobServiceUri: '${hostStorage}.blob.${storageSuffix}'
+  AzureWebJobsStorage__queueServiceUri: '${hostStorage}.queue.${storageSuffix}'
+  AzureWebJobsStorage__tableServiceUri: '${hostStorage}.table.${storageSuffix}'
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
 }
@@ -71,7 +76,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       deployment: {
         storage: {
           type: 'blobContainer'
-          value: '${blobEndpoint}${deploymentContainerName}'
+          value: '${hostStorage}.blob.${storageSuffix}/${deploymentContainerName}'
           authentication: {
             type: 'UserAssignedIdentity'
             userAssignedIdentityResourceId: identityId

@@ -1,12 +1,16 @@
-// One storage account: the Functions host's blobs, the deployment package and the archive.
-// Keys are off: every client (host, deployment, collector) signs in with the identity.
+// The archive account: the archive container and nothing else, written by the collector
+// only (its identity may write that container; the Functions host lives in another account).
+// Keys are off: the collector signs in with the identity.
 param name string
 param location string
 param tags object
 param outputContainerName string
-param deploymentContainerName string
 @description('Replication of the account (main.bicep says which exists where).')
 param skuName string
+@description('Days every blob version stays immutable (version-level WORM, unlocked); 0: off. Settable only when the account is created.')
+@minValue(0)
+@maxValue(146000)
+param immutabilityDays int = 0
 @description('Days that deleted blobs, overwritten blob versions and deleted containers are kept, so a bad run can be undone.')
 param retentionDays int = 30
 
@@ -34,6 +38,16 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
       defaultAction: 'Allow'
       bypass: 'AzureServices'
     }
+    // Version-level immutability with a default time-based retention policy, left unlocked
+    // (an administrator may lock it: then it can be extended but never shortened).
+    immutableStorageWithVersioning: (immutabilityDays > 0) ? {
+      enabled: true
+      immutabilityPolicy: {
+        immutabilityPeriodSinceCreationInDays: immutabilityDays
+        state: 'Unlocked'
+        allowProtectedAppendWrites: false
+      }
+    } : null
   }
 }
 
@@ -61,33 +75,7 @@ resource outputContainer 'Microsoft.Storage/storageAccounts/blobServices/contain
   }
 }
 
-resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
-  parent: blobService
-  name: deploymentContainerName
-  properties: {
-    publicAccess: 'None'
-  }
-}
-
-// The Functions host keeps timer schedule status and singleton locks here; created up front
-// so the identity's roles can be scoped to these containers rather than the whole account.
-resource hostsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
-  parent: blobService
-  name: 'azure-webjobs-hosts'
-  properties: {
-    publicAccess: 'None'
-  }
-}
-
-resource secretsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
-  parent: blobService
-  name: 'azure-webjobs-secrets'
-  properties: {
-    publicAccess: 'None'
-  }
-}
-
-// Versions pile up as the collector replaces blobs: keep old versions only for the retention.
+// Each write of a state blob keeps its previous version: keep those only for the retention.
 resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
   parent: account
   name: 'default'
@@ -124,6 +112,3 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
 output name string = account.name
 output blobEndpoint string = account.properties.primaryEndpoints.blob
 output outputContainerId string = outputContainer.id
-output deploymentContainerId string = deploymentContainer.id
-output hostsContainerId string = hostsContainer.id
-output secretsContainerId string = secretsContainer.id
