@@ -48,7 +48,7 @@ param environmentName string
 @metadata({ azd: { type: 'location' } })
 param location string
 
-@description('Replication of the storage account: Standard_LRS (the default) exists in every allowed region; Standard_ZRS and Standard_GZRS/RAGZRS need a region with availability zones, Standard_GRS/RAGRS/GZRS/RAGZRS a paired region. See the README.')
+@description('Replication of the archive account (the host account is always locally redundant): Standard_LRS (the default) exists in every allowed region; Standard_ZRS and Standard_GZRS/RAGZRS need a region with availability zones, Standard_GRS/RAGRS/GZRS/RAGZRS a paired region. See the README.')
 @allowed([
   'Standard_LRS'
   'Standard_ZRS'
@@ -63,6 +63,9 @@ param storageRedundancy string = 'Standard_LRS'
 @minValue(0)
 @maxValue(146000)
 param archiveImmutabilityDays int = 0
+
+@description('Lock the archive\'s immutability policy: irreversible (it can then be extended, never shortened or removed). Once locked, in the portal or here, keep this true: provisioning cannot set a locked policy back to unlocked.')
+param archiveImmutabilityLocked bool = false
 
 @description('Comma-separated subset of sms, direct_routing, pstn.')
 param collectorSources string = 'sms,direct_routing'
@@ -142,6 +145,7 @@ module archiveStorage 'modules/archive-storage.bicep' = {
     outputContainerName: outputContainerName
     skuName: storageRedundancy
     immutabilityDays: archiveImmutabilityDays
+    immutabilityLocked: archiveImmutabilityLocked
   }
 }
 
@@ -218,6 +222,7 @@ module alerts 'modules/alerts.bicep' = {
 }
 
 output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_RESOURCE_GROUP string = rg.name
 output AZURE_FUNCTION_APP_NAME string = function.outputs.name
 output AZURE_STORAGE_ACCOUNT_NAME string = archiveStorage.outputs.name

@@ -78,7 +78,8 @@ def test_archive_immutability_is_an_option_off_by_default() -> None:
     text = (INFRA / "modules/archive-storage.bicep").read_text()
     assert "immutableStorageWithVersioning: (immutabilityDays > 0) ? {" in text
     assert "immutabilityPeriodSinceCreationInDays: immutabilityDays" in text
-    assert "state: 'Unlocked'" in text
+    assert "state: immutabilityLocked ? 'Locked' : 'Unlocked'" in text
+    assert main["parameters"]["archiveImmutabilityLocked"]["default"] is False
     deploy = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
     assert deploy["archiveImmutabilityDays"]["value"] == "${ARCHIVE_IMMUTABILITY_DAYS=0}"
 
@@ -216,9 +217,16 @@ def test_the_graph_grant_is_left_to_the_postprovision_hook_not_raced_in_the_temp
     assert "grantGraphPermission" not in main["parameters"]
     yaml = (ROOT / "azure.yaml").read_text()
     hook = yaml[yaml.index("hooks:") :]
-    assert "postprovision:" in hook and "run: infra/hooks/postprovision.sh" in hook
-    assert "shell: sh" in hook
-    assert {"AZURE_IDENTITY_PRINCIPAL_ID", "GRAPH_ENDPOINT"} <= set(main["outputs"])
+    assert "postprovision:" in hook
+    for platform in ("posix:", "windows:"):  # azd on Windows needs its own block
+        block = hook[hook.index(platform) :]
+        assert "run: infra/hooks/postprovision.sh" in block and "shell: sh" in block
+    # Not interactive, azd shows a hook's output in a preview pane and erases it at the end:
+    # the administrator's command would vanish.
+    assert hook.count("interactive: true") == 2 and "interactive: false" not in hook
+    assert {"AZURE_IDENTITY_PRINCIPAL_ID", "GRAPH_ENDPOINT", "AZURE_TENANT_ID"} <= set(
+        main["outputs"]
+    )
 
 
 def test_locations_are_those_that_offer_flex_consumption() -> None:

@@ -11,6 +11,8 @@ param skuName string
 @minValue(0)
 @maxValue(146000)
 param immutabilityDays int = 0
+@description('Lock the policy (irreversible); once locked it must stay true.')
+param immutabilityLocked bool = false
 @description('Days that deleted blobs, overwritten blob versions and deleted containers are kept, so a bad run can be undone.')
 param retentionDays int = 30
 
@@ -38,13 +40,13 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
       defaultAction: 'Allow'
       bypass: 'AzureServices'
     }
-    // Version-level immutability with a default time-based retention policy, left unlocked
-    // (an administrator may lock it: then it can be extended but never shortened).
+    // Version-level immutability with a default time-based retention policy. Unlocked unless
+    // asked: a locked policy can be extended but never shortened, and never unlocked again.
     immutableStorageWithVersioning: (immutabilityDays > 0) ? {
       enabled: true
       immutabilityPolicy: {
         immutabilityPeriodSinceCreationInDays: immutabilityDays
-        state: 'Unlocked'
+        state: immutabilityLocked ? 'Locked' : 'Unlocked'
         allowProtectedAppendWrites: false
       }
     } : null
