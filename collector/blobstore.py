@@ -204,6 +204,17 @@ class BlobStore:
             return False
         return True
 
+    async def put_json(self, name: str, document: Any) -> None:
+        """Write a JSON document that is not data (``_``-prefixed), replacing any before."""
+        blob = self._container.get_blob_client(name)
+        await blob.upload_blob(_json_bytes(document), overwrite=True, content_settings=JSON_CONTENT)
+
+    async def has_blobs(self, prefix: str) -> bool:
+        """True when some blob's name starts with ``prefix``."""
+        async for _ in self._container.list_blobs(name_starts_with=prefix, results_per_page=1):
+            return True
+        return False
+
     async def read_lines(self, name: str) -> AsyncIterator[bytes]:
         """Yield the lines of a JSONL blob (without newlines), one ranged read of
         ``READ_SIZE`` bytes at a time (a day's blob may be gigabytes)."""

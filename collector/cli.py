@@ -1,20 +1,24 @@
-"""Command line: ``python -m collector run [--as-of ISO8601]``."""
+"""Command line: ``python -m collector run [--as-of ISO8601]`` and ``python -m collector
+status [--json] [--days N] [--as-of ISO8601] [--max-lag-minutes M]``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from azure.core.exceptions import AzureError
 
 from .errors import CollectorError, ConfigError, InstantParseError
+from .health import LEGEND
 from .runner import run_cycle
-from .settings import load_settings
+from .settings import Settings, load_settings
+from .status import collect_health
 from .timefmt import format_instant, parse_instant
 
 EXIT_OK = 0
@@ -45,7 +49,60 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ISO8601",
         help="treat this instant as 'now' (replays, tests); default: the clock",
     )
+    status = commands.add_parser(
+        "status",
+        help="say how every source stands, from storage only (exit 1 when one is not fresh)",
+    )
+    status.add_argument("--json", action="store_true", help="print JSON for scripts")
+    status.add_argument(
+        "--days", type=_days, default=30, metavar="N", help="days of coverage to show (1-366; 30)"
+    )
+    status.add_argument(
+        "--as-of",
+        type=_as_of,
+        metavar="ISO8601",
+        help="judge freshness as of this instant; default: the clock",
+    )
+    status.add_argument(
+        "--max-lag-minutes",
+        type=_minutes,
+        metavar="M",
+        help="a watermark further behind is stale (default: COLLECTOR_LAG_MINUTES + 180)",
+    )
     return parser
+
+
+def _days(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 366:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days from 1 to 366")
+    return int(text)
+
+
+def _minutes(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of minutes")
+    return int(text)
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    now = args.as_of or datetime.now(UTC)
+    max_lag = None if args.max_lag_minutes is None else timedelta(minutes=args.max_lag_minutes)
+    try:
+        health = asyncio.run(collect_health(settings, now, args.days, max_lag))
+    except AzureError as exc:
+        print(f"collector: status could not read storage: {exc}", file=sys.stderr)
+        return EXIT_SOURCE_FAILED
+    if args.json:
+        print(
+            json.dumps(
+                {"asOf": format_instant(now), "sources": [h.to_json() for h in health]}, indent=1
+            )
+        )
+    else:
+        print(f"as of {format_instant(now)} ({LEGEND}):")
+        for source in health:
+            print("\n".join(source.lines()))
+    return EXIT_OK if all(h.fresh for h in health) else EXIT_SOURCE_FAILED
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -66,6 +123,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except ConfigError as exc:
         print(f"collector: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if args.command == "status":
+        return _status(args, settings)
     try:
         report = asyncio.run(run_cycle(settings, args.as_of))
     except ConfigError as exc:  # refused before any I/O

@@ -43,9 +43,19 @@ def settle_blob_name(source: Source, day: date) -> str:
 
 def manifest_name(source: Source, day: date) -> str:
     """Return the marker that says a day is settled (final), listing its data blobs."""
-    return f"{MANIFEST_PREFIX}{source.name}/{day.isoformat()}.json"
+    return f"{manifest_prefix(source)}{day.isoformat()}.json"
 
 
 def state_blob_name(source: Source) -> str:
     """Return the blob holding a source's watermark."""
     return f"{STATE_PREFIX}{source.name}.json"
+
+
+def last_run_name(source: Source) -> str:
+    """Return the blob that says how a source's last run went (for ``status``)."""
+    return f"{STATE_PREFIX}{source.name}.run.json"
+
+
+def manifest_prefix(source: Source) -> str:
+    """Return the folder of a source's manifests."""
+    return f"{MANIFEST_PREFIX}{source.name}/"

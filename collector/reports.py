@@ -61,6 +61,21 @@ class SourceReport:
             line += " time budget reached: the next run continues"
         return f"{line} error: {self.error}" if self.error else line
 
+    def record(self, at: datetime) -> dict[str, object]:
+        """The source's last-run record (``_state/<source>.run.json``), read by ``status``."""
+        return {
+            "at": format_instant(at),
+            "outcome": self.status,
+            "rows": self.rows,
+            "lateRows": self.late_rows,
+            "windows": self.windows,
+            "requests": self.stats.requests,
+            "retries": self.stats.retries,
+            "throttled": self.stats.throttled,
+            "seconds": round(self.seconds, 1),
+            "error": self.error,
+        }
+
 
 @dataclass
 class RunReport:

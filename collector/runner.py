@@ -34,7 +34,7 @@ from .blobstore import BlobStore, open_store
 from .budget import RequestBudget
 from .errors import CollectorError, ConfigError, StateConflictError
 from .graph import GraphClient, RetryPolicy, send_tracing
-from .layout import part_blob_name, state_blob_name
+from .layout import last_run_name, part_blob_name, state_blob_name
 from .lease import SourceLease
 from .pace import Pace
 from .partitions import CommittedBlob
@@ -105,6 +105,7 @@ async def run_cycle(
                         for source in settings.sources
                     )
                 )
+            await _record_runs(store, settings.sources, reports, moment)
     finally:
         await tokens.close()
     return RunReport(list(reports))
@@ -130,6 +131,19 @@ async def _refused_starts(settings: Settings, store: BlobStore, now: datetime) -
             raise
         return dict.fromkeys(new, str(exc))
     return {}
+
+
+async def _record_runs(
+    store: BlobStore, sources: tuple[Source, ...], reports: list[SourceReport], now: datetime
+) -> None:
+    """Keep how each source's run went, for ``status`` (a yielding run leaves the owner's)."""
+    for source, report in zip(sources, reports, strict=True):
+        if report.status == "yielded":
+            continue
+        try:
+            await store.put_json(last_run_name(source), report.record(now))
+        except AzureError as exc:  # the run itself is done: report it, do not fail it
+            log.warning("%s: could not record the run for status: %s", source.name, exc)
 
 
 class _Cycle:

@@ -1,5 +1,5 @@
 """The demo: collect a simulated tenant's last days of all three logs on the local stack,
-with the real command line, then show what landed in Azurite."""
+with the real command line, show what landed in Azurite, and end with ``status``."""
 
 from __future__ import annotations
 
@@ -51,7 +51,23 @@ def run_demo(days: int = 3) -> int:
             "every row exactly once" if expected == archived else f"MISMATCH, expected {expected}"
         )
         print(f"Checked against the simulator's rows for the range: {verdict}")
-    return code if expected == archived else 1
+        print("\nWhat an operator sees: python -m collector status --days 7\n", flush=True)
+        healthy = subprocess.call(
+            [
+                sys.executable,
+                "-m",
+                "collector",
+                "status",
+                "--days",
+                "7",
+                "--as-of",
+                format_instant(now),
+            ],
+            env={**os.environ, **env},
+        )
+    if expected != archived:
+        return 1
+    return code or healthy
 
 
 def _show(connection_string: str) -> dict[str, int]:
@@ -63,6 +79,10 @@ def _show(connection_string: str) -> dict[str, int]:
     print(f"\nBlobs in container '{CONTAINER}':")
     for blob in container.list_blobs(include=["metadata"]):
         data = container.download_blob(blob.name).readall()
+        if blob.name.endswith(".run.json"):
+            run = json.loads(data)
+            print(f"  {blob.name:<88} last run {run['outcome']}: {run['rows']} rows")
+            continue
         if blob.name.startswith("_state/"):
             state = json.loads(data)
             print(f"  {blob.name:<88} watermark {state['watermark']}, settled {state['settled']}")

@@ -41,8 +41,8 @@ def test_state_lives_under_underscore_and_data_is_hive_partitioned(stack: Stack)
     data = [n for n in names if not n.startswith("_")]
     # Oct 20 is older than the 48 h lateness horizon: settled at once, with a manifest.
     assert {n for n in names if n.startswith("_")} == {f"_state/{s}.json" for s in ALL} | {
-        f"_manifests/{s}/2026-10-20.json" for s in ALL
-    }
+        f"_state/{s}.run.json" for s in ALL
+    } | {f"_manifests/{s}/2026-10-20.json" for s in ALL}
     for name in data:
         source, year, month, day, leaf = name.split("/")
         assert source in ALL and year.startswith("year=") and month.startswith("month=")

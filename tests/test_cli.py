@@ -133,6 +133,8 @@ def test_demo_runs_end_to_end() -> None:
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "every row exactly once" in done.stdout
     assert "settle-" in done.stdout and "part-" in done.stdout and "_manifests/" in done.stdout
+    assert "python -m collector status" in done.stdout
+    assert done.stdout.count(": fresh") == 3  # the demo ends with every source healthy
 
 
 def test_as_of_in_the_future_is_refused(stack: Stack) -> None:
