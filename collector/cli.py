@@ -1,5 +1,6 @@
 """Command line: ``python -m collector run [--as-of ISO8601]`` and ``python -m collector
-status [--json] [--days N] [--as-of ISO8601] [--max-lag-minutes M]``."""
+status [--json] [--days N] [--as-of ISO8601] [--max-lag-minutes M]`` and ``python -m collector
+verify [--from DATE] [--to DATE]``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from azure.core.exceptions import AzureError
 
@@ -20,6 +21,7 @@ from .runner import run_cycle
 from .settings import Settings, load_settings
 from .status import collect_health
 from .timefmt import format_instant, parse_instant
+from .verify import verify
 
 EXIT_OK = 0
 EXIT_SOURCE_FAILED = 1
@@ -69,7 +71,35 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="M",
         help="a watermark further behind is stale (default: COLLECTOR_LAG_MINUTES + 180)",
     )
+    check = commands.add_parser(
+        "verify",
+        help="check every settled day against its manifest, from storage only (exit 1 on a mismatch)",
+    )
+    check.add_argument(
+        "--from", dest="first", type=_date, metavar="DATE", help="first day (YYYY-MM-DD)"
+    )
+    check.add_argument(
+        "--to", dest="last", type=_date, metavar="DATE", help="last day (YYYY-MM-DD)"
+    )
     return parser
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-20") from None
+
+
+def _verify(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        sound = asyncio.run(
+            verify(settings, args.first, args.last, lambda c: print(c.line(), flush=True))
+        )
+    except AzureError as exc:
+        print(f"collector: verify could not read storage: {exc}", file=sys.stderr)
+        return EXIT_SOURCE_FAILED
+    return EXIT_OK if sound else EXIT_SOURCE_FAILED
 
 
 def _days(text: str) -> int:
@@ -109,9 +139,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     """Run the command line; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.as_of is not None and args.as_of > datetime.now(UTC):
+    as_of = getattr(args, "as_of", None)
+    if as_of is not None and as_of > datetime.now(UTC):
         # Reading ahead of the clock would advance watermarks past rows that do not exist yet.
-        parser.error(f"--as-of {format_instant(args.as_of)} is in the future")
+        parser.error(f"--as-of {format_instant(as_of)} is in the future")
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -125,6 +156,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return EXIT_CONFIG
     if args.command == "status":
         return _status(args, settings)
+    if args.command == "verify":
+        return _verify(args, settings)
     try:
         report = asyncio.run(run_cycle(settings, args.as_of))
     except ConfigError as exc:  # refused before any I/O

@@ -106,3 +106,10 @@ class KeyIndex:
             return len(self)
         matched = sum(int.from_bytes(seen, "little").bit_count() for seen in self._seen)
         return len(self) - matched
+
+    @property
+    def repeated(self) -> int:
+        """Rows whose key another row of the index has too (a key archived twice counts once)."""
+        if not self._sorted:
+            self._sort()
+        return sum(1 for keys in self._keys for i in range(1, len(keys)) if keys[i] == keys[i - 1])
