@@ -116,8 +116,9 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
 
 
 def _parse_json(body: bytes) -> Any:
-    """Parse a page once, fast; orjson refuses integers beyond 64 bits, which the standard
-    library reads exactly, so such a page is parsed again by it."""
+    """Parse a page once, fast (orjson), and again with the standard library only if orjson
+    refuses it. orjson reads an integer beyond 64 bits as a float: no documented field of
+    these logs holds one, and a check of every page would cost six times the parse."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
