@@ -19,7 +19,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobBlock, ContentSettings
 from azure.storage.blob.aio import BlobClient, BlobServiceClient, ContainerClient
 
-from .auth import CredentialFactory
+from .auth import CredentialFactory, credential_factory
 from .errors import StateConflictError
 from .settings import StorageTarget
 
@@ -250,9 +250,11 @@ def _json_bytes(document: Any) -> bytes:
 
 @asynccontextmanager
 async def open_store(
-    target: StorageTarget, container: str, credentials: CredentialFactory
+    target: StorageTarget, container: str, credentials: CredentialFactory | None = None
 ) -> AsyncIterator[BlobStore]:
-    """Open the container described by ``target``, closing clients on exit."""
+    """Open the container described by ``target``, closing clients on exit (``credentials``
+    default to the identity ``target`` names)."""
+    credentials = credentials or credential_factory(target.client_id)
     if target.connection_string:
         service = BlobServiceClient.from_connection_string(target.connection_string)
         async with service:

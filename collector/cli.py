@@ -45,12 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run", help="run one collection cycle (the same as one timer invocation)"
     )
-    run.add_argument(
-        "--as-of",
-        type=_as_of,
-        metavar="ISO8601",
-        help="treat this instant as 'now' (replays, tests); default: the clock",
-    )
+    _add_as_of(run, "treat this instant as 'now' (replays, tests); default: the clock")
     status = commands.add_parser(
         "status",
         help="say how every source stands, from storage only (exit 1 when one is not fresh)",
@@ -59,12 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument(
         "--days", type=_days, default=30, metavar="N", help="days of coverage to show (1-366; 30)"
     )
-    status.add_argument(
-        "--as-of",
-        type=_as_of,
-        metavar="ISO8601",
-        help="judge freshness as of this instant; default: the clock",
-    )
+    _add_as_of(status, "judge freshness as of this instant; default: the clock")
     status.add_argument(
         "--max-lag-minutes",
         type=_minutes,
@@ -82,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--to", dest="last", type=_date, metavar="DATE", help="last day (YYYY-MM-DD)"
     )
     return parser
+
+
+def _add_as_of(command: argparse.ArgumentParser, help_text: str) -> None:
+    command.add_argument("--as-of", type=_as_of, metavar="ISO8601", help=help_text)
 
 
 def _date(text: str) -> date:

@@ -56,6 +56,11 @@ def last_run_name(source: Source) -> str:
     return f"{STATE_PREFIX}{source.name}.run.json"
 
 
+def manifest_day(name: str) -> date:
+    """Return the day a manifest's blob name is for."""
+    return date.fromisoformat(name.rsplit("/", 1)[-1].removesuffix(".json"))
+
+
 def manifest_prefix(source: Source) -> str:
     """Return the folder of a source's manifests."""
     return f"{MANIFEST_PREFIX}{source.name}/"

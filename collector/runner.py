@@ -85,9 +85,8 @@ async def run_cycle(
     tokens = TokenProvider(
         graph_credentials or credential_factory(settings.identity_client_id), settings.graph_scope
     )
-    storage_factory = storage_credentials or credential_factory(settings.storage.client_id)
     try:
-        async with open_store(settings.storage, settings.container, storage_factory) as store:
+        async with open_store(settings.storage, settings.container, storage_credentials) as store:
             refused = await _refused_starts(settings, store, moment)
             await store.ensure_container()
             async with aiohttp.ClientSession(trace_configs=[send_tracing()]) as session:

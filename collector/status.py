@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
-from .auth import credential_factory
 from .blobstore import BlobStore, open_store
 from .health import SourceHealth, day_marks, judge
-from .layout import day_prefix, last_run_name, manifest_prefix, state_blob_name
+from .layout import day_prefix, last_run_name, manifest_day, manifest_prefix, state_blob_name
 from .settings import Settings
 from .sources import Source
 from .state import state_from_document
@@ -23,9 +22,7 @@ async def collect_health(
 ) -> list[SourceHealth]:
     """Judge every configured source as of ``now`` over the last ``days`` days."""
     limit = max_lag if max_lag is not None else settings.lag + STALE_AFTER
-    async with open_store(
-        settings.storage, settings.container, credential_factory(settings.storage.client_id)
-    ) as store:
+    async with open_store(settings.storage, settings.container) as store:
         return list(
             await asyncio.gather(
                 *(_source_health(store, s, now, days, limit) for s in settings.sources)
@@ -41,7 +38,7 @@ async def _source_health(
     last_run, _ = await store.read_json(last_run_name(source))
     first = now.date() - timedelta(days=days - 1)
     manifests = await store.list_with_metadata(manifest_prefix(source))
-    settled = {_manifest_day(name) for name in manifests}
+    settled = {manifest_day(name) for name in manifests}
     window = [first + timedelta(days=i) for i in range(days)]
     archived = {
         day
@@ -54,7 +51,3 @@ async def _source_health(
     }
     marks = day_marks(first, now.date(), settled, archived, state.watermark)
     return judge(source.name, state, last_run, marks, now, max_lag)
-
-
-def _manifest_day(name: str) -> date:
-    return date.fromisoformat(name.rsplit("/", 1)[-1].removesuffix(".json"))

@@ -11,12 +11,11 @@ from datetime import date
 
 import orjson
 
-from .auth import credential_factory
 from .blobstore import BlobStore, open_store
 from .errors import RowError
 from .keyindex import KeyIndex
-from .layout import day_prefix, is_collector_blob, manifest_name, manifest_prefix
-from .rows import event_ticks, key_of_line
+from .layout import day_prefix, is_collector_blob, manifest_day, manifest_name, manifest_prefix
+from .rows import event_ticks
 from .settings import Settings
 from .sources import Source
 from .timefmt import utc_date_of_ticks
@@ -48,12 +47,10 @@ async def verify(
 ) -> bool:
     """Check every settled day of every source in ``[first, last]``; True when all are sound."""
     sound = True
-    async with open_store(
-        settings.storage, settings.container, credential_factory(settings.storage.client_id)
-    ) as store:
+    async with open_store(settings.storage, settings.container) as store:
         for source in settings.sources:
             manifests = await store.list_with_metadata(manifest_prefix(source))
-            days = sorted(date.fromisoformat(n.rsplit("/", 1)[-1][:-5]) for n in manifests)
+            days = sorted(manifest_day(name) for name in manifests)
             for day in days:
                 if (first and day < first) or (last and day > last):
                     continue
@@ -87,7 +84,7 @@ async def check_day(store: BlobStore, source: Source, day: date) -> DayCheck:
                     elsewhere += 1
             except RowError as exc:
                 check.problems.append(f"{name}: {exc}")
-            index.add(key_of_line(source, line), line)
+            index.add(str(row.get(source.key_field)), line)
         check.blobs += 1
         check.rows += count
         if name in listed and listed[name] != count:
