@@ -3,10 +3,12 @@ committed whole and only if no blob of its name exists yet."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from datetime import date
+from typing import Any
 
 from .blobstore import BlobStore
 from .errors import GraphDataError, RowError
@@ -58,10 +60,13 @@ class WindowReader:
         name_for: Callable[[date], str],
         keep: RowFilter | None = None,
         day_metadata: Callable[[date], dict[str, str]] | None = None,
+        meanwhile: Callable[[], Awaitable[bool]] | None = None,
     ) -> tuple[list[CommittedBlob], int]:
         """Read ``window`` into the blobs ``name_for(day)`` (only the lines ``keep`` keeps;
         ``day_metadata`` adds to a blob's metadata) and commit them; return them and the
-        number of pages read."""
+        number of pages read. ``meanwhile`` runs while the first page is on its way (so its
+        storage reads add no latency before the window's first request); when it returns
+        False the window is not read at all."""
         # The windows being read share one memory budget for buffered blocks.
         writer = PartitionWriter(
             self._store,
@@ -72,7 +77,7 @@ class WindowReader:
             ),
         )
         try:
-            pages = await self._page_into(window, writer, keep)
+            pages = await self._page_into(window, writer, keep, meanwhile)
             # Right before committing: a run that stalled past its lease and was taken over
             # finds out here (storage refuses to replace a committed blob in any case).
             await self._confirm_lease()
@@ -96,14 +101,28 @@ class WindowReader:
         return blobs, pages
 
     async def _page_into(
-        self, window: Window, writer: PartitionWriter, keep: RowFilter | None
+        self,
+        window: Window,
+        writer: PartitionWriter,
+        keep: RowFilter | None,
+        meanwhile: Callable[[], Awaitable[bool]] | None,
     ) -> int:
         """Stream every page of ``window`` into ``writer``; return the number of pages."""
         pages = 0
         previous_keys: set[str] = set()
         source, report = self._source, self._report
         async with aclosing(self._graph.pages(source, window, report.stats)) as paging:
-            async for page in paging:
+            first = asyncio.ensure_future(anext(paging, None))
+            try:
+                wanted = meanwhile is None or await meanwhile()
+            except BaseException:
+                await _cancel(first)
+                raise
+            if not wanted:
+                await _cancel(first)  # the window's days are final already
+                return 0
+            page = await first
+            while page is not None:
                 try:
                     split = split_page(source, window, page.rows, previous_keys)
                 except RowError as exc:
@@ -129,5 +148,11 @@ class WindowReader:
                         page.number,
                         window,
                     )
+                page = await anext(paging, None)
         self._pace.paged(window)
         return pages
+
+
+async def _cancel(task: asyncio.Future[Any]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

@@ -281,13 +281,13 @@ class _SourceRun:
         """Claim and settle one window's days (see ``settling``); return the pages read."""
         await self._state_blob.apply(lambda st: watermarks.claim(st, SETTLE, window))
         settlement = Settlement(self._store, self._source, window)
-        await settlement.prepare()
-        blobs: list[CommittedBlob] = []
-        pages = 0
-        if settlement.needs_read:
-            blobs, pages = await self._reader.read(
-                window, settlement.name_for, settlement.keep, settlement.blob_metadata
-            )
+        blobs, pages = await self._reader.read(
+            window,
+            settlement.name_for,
+            settlement.keep,
+            settlement.blob_metadata,
+            meanwhile=settlement.prepare,
+        )
         await self._confirm_lease()  # a stalled run learns here that its source moved on
         days = await settlement.finish(blobs, self._settings.lateness)
         self._report.settled_days += days

@@ -66,9 +66,9 @@ class Settlement:
         """True when some day still needs its rows from Graph."""
         return any(d.index is not None for d in self.days.values())
 
-    async def prepare(self) -> None:
+    async def prepare(self) -> bool:
         """Find, per day, whether it is final, only lacks its manifest, or needs reading;
-        for the latter, index the rows its blobs hold."""
+        for the latter, index the rows its blobs hold. Return whether Graph must be read."""
         for day in window_days(self._window):
             document, _ = await self._store.read_json(manifest_name(self._source, day))
             if document is not None:
@@ -91,6 +91,7 @@ class Settlement:
                 async for line in self._store.read_lines(name):
                     index.add(key_of_line(self._source, line), line)
             self.days[day] = DaySettle(day, index)
+        return self.needs_read
 
     async def _listed(self, day: date) -> dict[str, dict[str, str]]:
         """The collector's data blobs of ``day`` with their metadata."""
