@@ -17,9 +17,12 @@ from azure.core.exceptions import AzureError
 
 from .errors import CollectorError, ConfigError, InstantParseError
 from .health import LEGEND
+from .progress import LogView, TerminalView, View
+from .reports import RunReport
 from .runner import run_cycle
 from .settings import Settings, load_settings
 from .status import collect_health
+from .telemetry import flush, run_metrics
 from .timefmt import format_instant, parse_instant
 from .verify import verify
 
@@ -129,6 +132,24 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK if all(h.fresh for h in health) else EXIT_SOURCE_FAILED
 
 
+async def _run(settings: Settings, as_of: datetime | None, environ: Mapping[str, str]) -> RunReport:
+    """One cycle, its progress drawn live in a terminal (logged otherwise), its metrics sent
+    where ``APPLICATIONINSIGHTS_CONNECTION_STRING`` says (nowhere when unset)."""
+    metrics, provider = run_metrics(environ, settings.identity_client_id)
+    view: View = LogView()
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    if sys.stderr.isatty():
+        terminal = TerminalView(sys.stderr)
+        root.handlers[:] = [terminal.logging_handler()]
+        view = terminal
+    try:
+        return await run_cycle(settings, as_of, metrics=metrics, progress=view)
+    finally:
+        root.handlers[:] = handlers
+        await flush(provider, final=True)
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     parser = build_parser()
@@ -153,7 +174,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if args.command == "verify":
         return _verify(args, settings)
     try:
-        report = asyncio.run(run_cycle(settings, args.as_of))
+        report = asyncio.run(_run(settings, args.as_of, os.environ if environ is None else environ))
     except ConfigError as exc:  # refused before any I/O
         print(f"collector: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -9,8 +9,9 @@ import logging
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -59,6 +60,8 @@ class RequestStats:
     retries: int = 0
     throttled: int = 0
     token_refreshes: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    """Responses by HTTP status (``"200"``, ``"429"``…; ``"error"``: none, the connection failed)."""
 
 
 @dataclass(frozen=True)
@@ -241,6 +244,7 @@ class GraphClient:
                     timeout=self._timeout,
                     trace_request_ctx={"sent": sent},
                 ) as response:
+                    stats.statuses[str(response.status)] += 1
                     request_id = response.headers.get("request-id")
                     body = await response.read()
                     if response.status == 200:
@@ -248,6 +252,7 @@ class GraphClient:
                     status = response.status
                     retry_after = retry_after_seconds(response.headers.get("Retry-After"))
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+                stats.statuses["error"] += 1
                 failure = f"{type(exc).__name__}: {exc}".rstrip(": ")
                 if attempt >= self._retry.max_attempts:
                     raise GraphUnavailableError(

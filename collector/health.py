@@ -123,7 +123,9 @@ def judge(
     elif lag > max_lag:
         health.problems.append(f"watermark {_ago(lag)}, more than {_duration(max_lag)}")
     if last_run is not None and last_run.get("outcome") == "failed":
-        health.problems.append(f"last run failed: {last_run.get('error')}")
+        times = int(last_run.get("failedInARow") or 1)
+        runs = f" ({times} runs in a row)" if times > 1 else ""
+        health.problems.append(f"last run failed{runs}: {last_run.get('error')}")
     return health
 
 

@@ -61,11 +61,13 @@ class SourceReport:
             line += " time budget reached: the next run continues"
         return f"{line} error: {self.error}" if self.error else line
 
-    def record(self, at: datetime) -> dict[str, object]:
-        """The source's last-run record (``_state/<source>.run.json``), read by ``status``."""
+    def record(self, at: datetime, failed_in_a_row: int = 0) -> dict[str, object]:
+        """The source's last-run record (``_state/<source>.run.json``), read by ``status``;
+        ``failed_in_a_row``: failed runs one after another, this one included."""
         return {
             "at": format_instant(at),
             "outcome": self.status,
+            "failedInARow": failed_in_a_row,
             "rows": self.rows,
             "lateRows": self.late_rows,
             "windows": self.windows,

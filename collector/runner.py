@@ -21,7 +21,8 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,9 +37,11 @@ from .errors import CollectorError, ConfigError, StateConflictError
 from .graph import GraphClient, RetryPolicy, send_tracing
 from .layout import last_run_name, part_blob_name, state_blob_name
 from .lease import SourceLease
+from .metrics import RunMetrics
 from .pace import Pace
 from .partitions import CommittedBlob
 from .plans import ProvisionalPlan, SettlePlan
+from .progress import LogView, SourceProgress, View
 from .reading import WindowReader
 from .reports import RunReport, SourceReport
 from .scheduler import Deadlines, Scheduler
@@ -66,6 +69,8 @@ async def run_cycle(
     storage_credentials: CredentialFactory | None = None,
     budget_period: float = 60.0,
     budget_margin: float = 1.0,
+    metrics: RunMetrics | None = None,
+    progress: View | None = None,
 ) -> RunReport:
     """Collect every configured source up to ``now - lag`` (``now`` defaults to the clock).
 
@@ -73,6 +78,9 @@ async def run_cycle(
     ``COLLECTOR_START`` Graph cannot serve where every source would begin.
     ``budget_period`` is the period the request limits apply to: 60 s, except in benchmarks
     that scale Graph's minute down; ``budget_margin`` widens it for arrival jitter.
+    ``metrics``: where each source's run is recorded (default: the global meter provider,
+    which records nothing unless one is set). ``progress``: how progress is shown while the
+    run works (default: ``LogView``, a line per source every 30 s).
     """
     moment = (now or datetime.now(UTC)).astimezone(UTC)
     budget = RequestBudget(
@@ -98,13 +106,14 @@ async def run_cycle(
                     retry=retry,
                     budget=budget,
                 )
-                reports = await asyncio.gather(
-                    *(
-                        cycle.collect(source, graph, store, refused.get(source.name))
-                        for source in settings.sources
+                async with _showing(progress or LogView(), cycle.progress):
+                    reports = await asyncio.gather(
+                        *(
+                            cycle.collect(source, graph, store, refused.get(source.name))
+                            for source in settings.sources
+                        )
                     )
-                )
-            await _record_runs(store, settings.sources, reports, moment)
+            await _record_runs(store, settings.sources, reports, moment, metrics or RunMetrics())
     finally:
         await tokens.close()
     return RunReport(list(reports))
@@ -133,16 +142,43 @@ async def _refused_starts(settings: Settings, store: BlobStore, now: datetime) -
 
 
 async def _record_runs(
-    store: BlobStore, sources: tuple[Source, ...], reports: list[SourceReport], now: datetime
+    store: BlobStore,
+    sources: tuple[Source, ...],
+    reports: list[SourceReport],
+    now: datetime,
+    metrics: RunMetrics,
 ) -> None:
-    """Keep how each source's run went, for ``status`` (a yielding run leaves the owner's)."""
+    """Leave how each source's run went: its last-run record, for ``status`` (a yielding run
+    leaves the owner's), and its metrics, for the alerts."""
     for source, report in zip(sources, reports, strict=True):
-        if report.status == "yielded":
-            continue
+        failed_in_a_row = 0
         try:
-            await store.put_json(last_run_name(source), report.record(now))
+            if report.status == "failed":
+                previous, _ = await store.read_json(last_run_name(source))
+                failed_in_a_row = 1 + int((previous or {}).get("failedInARow", 0))
+            if report.status != "yielded":
+                await store.put_json(last_run_name(source), report.record(now, failed_in_a_row))
         except AzureError as exc:  # the run itself is done: report it, do not fail it
             log.warning("%s: could not record the run for status: %s", source.name, exc)
+        metrics.record(report, now, failed_in_a_row)
+
+
+@asynccontextmanager
+async def _showing(view: View, sources: list[SourceProgress]) -> AsyncIterator[None]:
+    """Show ``sources``' progress with ``view`` every ``view.interval`` seconds meanwhile."""
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(view.interval)
+            view.show(sources)
+
+    ticker = asyncio.create_task(tick())
+    try:
+        yield
+    finally:
+        ticker.cancel()
+        await asyncio.gather(ticker, return_exceptions=True)
+        view.close(sources)
 
 
 class _Cycle:
@@ -155,6 +191,8 @@ class _Cycle:
         self.deadlines = Deadlines.after(settings.time_budget)
         self.budget_span = budget_span
         """Seconds each span of the request budget lasts (``RequestBudget.span``)."""
+        self.progress: list[SourceProgress] = []
+        """Every source's progress, as the sources begin."""
 
     async def collect(
         self, source: Source, graph: GraphClient, store: BlobStore, refused: str | None = None
@@ -221,6 +259,8 @@ class _SourceRun:
         self._scheduler = Scheduler(
             cycle.deadlines, self._pace, settings.windows_in_flight, report, settings.time_budget
         )
+        self._progress = SourceProgress(report, self._pace, per_log / cycle.budget_span)
+        cycle.progress.append(self._progress)
         self._reader = WindowReader(
             graph, store, source, self._pace, report, lease.confirm, self._scheduler.widen
         )
@@ -236,6 +276,7 @@ class _SourceRun:
         redo = watermarks.to_redo(state)
         if redo:
             log.info("%s: re-reading %d unfinished window(s)", self._source.name, len(redo))
+            self._progress.plan_windows(redo)
             await self._scheduler.run(iter([*redo, None]).__next__, self._provisional)
         # Both phases at once: settling [S, horizon) and reading [max(W, horizon), now - lag)
         # never touch the same days, and the tail of one fills the budget the other leaves.
@@ -251,6 +292,7 @@ class _SourceRun:
         if settled is None or settled >= horizon:
             return
         plan = SettlePlan(settled, horizon, self._settings.windows_in_flight)
+        self._progress.plan_settle(settled, horizon)
 
         async def settle(window: Window) -> None:
             plan.finished(await self._settle(window))
@@ -262,6 +304,7 @@ class _SourceRun:
     async def _provisional_phase(self, end: datetime, horizon: datetime | None) -> None:
         start = watermarks.provisional_start(self._state_blob.current, horizon)
         plan = ProvisionalPlan(start, end)
+        self._progress.plan_windows(plan.windows)
         if not plan.windows:
             log.info("%s: up to date (watermark %s)", self._source.name, format_instant(start))
         for window in plan.windows:
@@ -275,6 +318,7 @@ class _SourceRun:
             window, lambda day: part_blob_name(self._source, day, window)
         )
         await self._advance(Claim(PROVISIONAL, window))
+        self._progress.read(window, provisional=True)
         self._done(window, self._labels.get(window, ""), blobs, pages)
 
     async def _settle(self, window: Window) -> int:
@@ -296,6 +340,7 @@ class _SourceRun:
         )
         self._report.changed_rows += sum(d.changed for d in settlement.days.values())
         await self._advance(Claim(SETTLE, window))
+        self._progress.read(window, provisional=False)
         self._done(window, " (settle)", blobs, pages)
         return pages
 

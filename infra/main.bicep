@@ -91,6 +91,17 @@ param noSuccessAlertHours int = 3
 @description('Failed runs within 6 hours that fire an alert.')
 param failureAlertCount int = 2
 
+@description('Hours beyond COLLECTOR_LAG_MINUTES a source\'s watermark may lag before an alert fires.')
+@minValue(1)
+param lagAlertHours int = 3
+
+@description('Failed runs of one source one after another that fire an alert.')
+@minValue(1)
+param failedRunsAlertCount int = 3
+
+@description('When this deployment runs (UTC); leave the default. The "no collection" alert stays quiet until noSuccessAlertHours + 1 h after it.')
+param deployedAt string = utcNow('u')
+
 @description('Email for alerts; empty: alerts show in the portal only.')
 param alertEmail string = ''
 
@@ -217,6 +228,11 @@ module alerts 'modules/alerts.bicep' = {
     tags: tags
     noSuccessHours: noSuccessAlertHours
     failureCount: failureAlertCount
+    lagMinutes: lagMinutes
+    latenessHours: latenessHours
+    lagAlertHours: lagAlertHours
+    failedRunsAlertCount: failedRunsAlertCount
+    deployedAt: deployedAt
     alertEmail: alertEmail
   }
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ import pathspec
 import pytest
 from pycep import BicepParser
 
+from collector import metrics
+from collector.metrics import FAILED_RUNS_IN_A_ROW, SETTLED_LAG, WATERMARK_LAG
 from collector.settings import DEFAULTS, OPTIONAL_SETTINGS, SETTING_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,17 +160,176 @@ def test_the_identity_has_exactly_the_roles_of_the_readme_table() -> None:
         assert f"| {role} | {scope} |" in readme, (role, scope)
 
 
+ALERTS = "modules/alerts.bicep"
+
+
+def alert_rules() -> dict[str, dict[str, Any]]:
+    """Each log alert of the alerts module by symbolic name; a conditional one's condition
+    under ``"if"`` (pycep nests its config one level deeper)."""
+    rules = {}
+    for key, resource in template(ALERTS)["resources"].items():
+        if resource["type"] != "Microsoft.Insights/scheduledQueryRules":
+            continue
+        config = resource["config"]
+        if "condition" in config:
+            config = {**config["config"], "if": config["condition"]}
+        rules[key] = config
+    return rules
+
+
+def _criterion(rule: dict[str, Any]) -> dict[str, Any]:
+    (criterion,) = rule["properties"]["criteria"]["allOf"]
+    return dict(criterion)
+
+
+def _query(rule: dict[str, Any]) -> str:
+    """The rule's KQL as deployed: Bicep's \\' unescaped, string variables spelled out (other
+    interpolations, such as thresholds, stay ``${name}``)."""
+    variables = template(ALERTS)["variables"]
+
+    def spell(match: re.Match[str]) -> str:
+        value = variables.get(match[1], {}).get("value")
+        return value if isinstance(value, str) else match[0]
+
+    query, previous = str(_criterion(rule)["query"]), ""
+    while query != previous:
+        previous, query = query, re.sub(r"\$\{(\w+)\}", spell, query)
+    return query.replace("\\'", "'")
+
+
+def _names(expression: Any) -> set[str]:
+    """Every bare name (parameter, variable) a pycep expression mentions."""
+    if isinstance(expression, str):
+        return {expression}
+    if isinstance(expression, dict):
+        expression = list(expression.values())
+    if isinstance(expression, list):
+        return set[str]().union(*(_names(e) for e in expression))
+    return set()
+
+
+def _limit(query: str, comparison: str) -> str:
+    """The name of the variable or parameter a query compares ``value`` with."""
+    match = re.search(rf"\| where value {comparison} \$\{{(\w+)\}}", query)
+    assert match, query
+    return match[1]
+
+
 def test_alerts_watch_silence_and_repeated_failures() -> None:
-    rules = resources("modules/alerts.bicep", "Microsoft.Insights/scheduledQueryRules")
-    criteria = [r["properties"]["criteria"]["allOf"][0] for r in rules]
-    assert sorted((c["operator"], "success == true" in c["query"]) for c in criteria) == [
-        ("GreaterThanOrEqual", False),
-        ("LessThan", True),
-    ]
-    windows = {r["properties"]["windowSize"] for r in rules}
-    assert "PT${noSuccessHours}H" in windows  # configurable silence window
+    rules = alert_rules()
+    silence, failures = _criterion(rules["noSuccess"]), _criterion(rules["repeatedFailures"])
+    assert "success == true" in silence["query"]
+    assert "success == false" in failures["query"]
+    assert (failures["operator"], failures["threshold"]) == ("GreaterThanOrEqual", "failureCount")
+    assert rules["noSuccess"]["properties"]["windowSize"] == "PT${noSuccessHours}H"
     main = template("main.bicep")
     assert main["parameters"]["noSuccessAlertHours"]["default"] == 3
+
+
+def test_no_collection_alert_stays_quiet_until_the_first_tick_of_a_deployment() -> None:
+    rule = alert_rules()["noSuccess"]
+    criterion, query = _criterion(rule), _query(rule)
+    # summarize without `by` yields one row (n == 0) even when nothing succeeded.
+    assert "success == true | summarize n = count() | where n == 0 and " in query
+    assert "now() > todatetime('${deployedAt}') + ${noSuccessGraceHours}h" in query
+    assert (criterion["timeAggregation"], criterion["operator"]) == ("Count", "GreaterThan")
+    assert criterion["threshold"] == 0
+    text = (INFRA / ALERTS).read_text()
+    assert "var noSuccessGraceHours = noSuccessHours + 1\n" in text
+    main = template("main.bicep")
+    default = main["parameters"]["deployedAt"]["default"]
+    # utcNow only as a parameter's default; 'u' (2026-10-23 12:30:00Z) is a format KQL reads.
+    assert default == {"function": {"type": "utc_now", "parameters": {"format": "u"}}}
+    assert main["modules"]["alerts"]["config"]["params"]["deployedAt"] == "deployedAt"
+    params = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert "deployedAt" not in params  # always the time of this deployment
+
+
+def test_metric_alerts_name_the_source_and_fire_on_any_row() -> None:
+    rules = alert_rules()
+    variables = template(ALERTS)["variables"]
+    assert variables["perSource"]["value"] == [
+        {"name": "source", "operator": "Include", "values": ["*"]}
+    ]
+    for key, metric in (
+        ("watermarkLag", WATERMARK_LAG),
+        ("daysNotSettled", SETTLED_LAG),
+        ("failingSource", FAILED_RUNS_IN_A_ROW),
+    ):
+        rule = rules[key]
+        criterion, query = _criterion(rule), _query(rule)
+        assert query.startswith(f"customMetrics | where name == '{metric}' | "), key
+        assert (
+            "summarize arg_max(timestamp, value) by source = tostring(customDimensions.source)"
+            in query
+        ), key
+        assert criterion["dimensions"] == "perSource", key
+        assert (criterion["timeAggregation"], criterion["operator"], criterion["threshold"]) == (
+            "Count",
+            "GreaterThan",
+            0,
+        ), key
+        props = rule["properties"]
+        assert props["scopes"] == ["appInsightsId"], key
+        assert props["evaluationFrequency"] == "PT1H", key
+        assert props["windowSize"] == "PT3H", key  # the latest of at least two hourly runs
+        assert "python -m collector status" in props["description"], key
+
+
+def test_metric_alert_thresholds_follow_the_parameters() -> None:
+    rules = alert_rules()
+    variables = template(ALERTS)["variables"]
+    text = (INFRA / ALERTS).read_text()
+
+    lag = _limit(_query(rules["watermarkLag"]), ">")
+    assert {"lagMinutes", "lagAlertHours"} <= _names(variables[lag]["value"])
+    assert f"var {lag} = lagMinutes * 60 + lagAlertHours * 3600\n" in text
+
+    settled = _limit(_query(rules["daysNotSettled"]), ">")
+    assert {"lagMinutes", "latenessHours"} <= _names(variables[settled]["value"])
+    # From the first unsettled day's midnight: the day itself, its lateness, a day of grace.
+    assert f"var {settled} = lagMinutes * 60 + latenessHours * 3600 + 2 * 86400\n" in text
+    assert rules["daysNotSettled"]["if"] == {
+        "operator": {
+            "type": "greater_than",
+            "operands": {"operand_1": "latenessHours", "operand_2": 0},
+        }
+    }
+    assert all("if" not in rule for key, rule in rules.items() if key != "daysNotSettled")
+
+    assert _limit(_query(rules["failingSource"]), ">=") == "failedRunsAlertCount"
+
+    main = template("main.bicep")
+    params = main["modules"]["alerts"]["config"]["params"]
+    for name in ("lagMinutes", "latenessHours", "lagAlertHours", "failedRunsAlertCount"):
+        assert params[name] == name
+    for name, default in (("lagAlertHours", 3), ("failedRunsAlertCount", 3)):
+        param = main["parameters"][name]
+        assert (param["type"], param["default"], _decorator(param, "min_value")) == (
+            "int",
+            default,
+            1,
+        )
+    assert _decorator(main["parameters"]["lagAlertHours"], "description") == (
+        "Hours beyond COLLECTOR_LAG_MINUTES a source\\'s watermark may lag before an alert fires."
+    )
+
+
+def test_alerts_query_only_metrics_the_code_emits() -> None:
+    emitted = {
+        value
+        for name, value in vars(metrics).items()
+        if name.isupper() and isinstance(value, str) and value.startswith("collector.")
+    }
+    queried = {
+        name
+        for rule in alert_rules().values()
+        for name in re.findall(r"collector\.[a-z_.]+", _query(rule))
+    }
+    assert queried <= emitted, (
+        f"alerts query metrics the collector never records: {queried - emitted}"
+    )
+    assert {WATERMARK_LAG, SETTLED_LAG, FAILED_RUNS_IN_A_ROW} <= queried
 
 
 REFERENCE_FLEX_REGIONS = [

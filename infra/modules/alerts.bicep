@@ -1,4 +1,6 @@
-// Alerts on the timer's invocations in Application Insights: silence and repeated failures.
+// Alerts in Application Insights: on the timer's invocations (silence, repeated failures) and
+// on the metrics each source's run exports (collector/metrics.py): watermark lag, a day left
+// unsettled, failed runs in a row.
 param appInsightsId string
 param functionAppName string
 param location string
@@ -10,6 +12,18 @@ param noSuccessHours int
 @description('Failed invocations within 6 hours that fire the "repeated failures" alert.')
 @minValue(1)
 param failureCount int
+@description('Minutes a run stays behind now (COLLECTOR_LAG_MINUTES).')
+param lagMinutes int
+@description('Allowed lateness in hours before a day is settled (COLLECTOR_LATENESS_HOURS); 0: settling is off and so is its alert.')
+param latenessHours int
+@description('Hours beyond lagMinutes a source\'s watermark may lag before the "watermark lag" alert fires.')
+@minValue(1)
+param lagAlertHours int
+@description('Failed runs of one source one after another that fire the "failing source" alert.')
+@minValue(1)
+param failedRunsAlertCount int
+@description('When the deployment ran (UTC, yyyy-MM-dd HH:mm:ssZ): the "no collection" alert stays quiet until noSuccessHours + 1 h after it.')
+param deployedAt string
 @description('Email that receives the alerts; empty: alerts show in the portal only.')
 param alertEmail string
 
@@ -33,13 +47,35 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(a
 var actions = empty(alertEmail) ? [] : [actionGroup.id]
 var invocations = 'requests | where cloud_RoleName =~ \'${functionAppName}\' and operation_Name =~ \'collect_call_logs\''
 
+// The run metrics land in customMetrics (name, value, customDimensions.source), recorded once
+// per source and run. No cloud_RoleName filter: this Application Insights resource serves this
+// app alone, and the metric exporter does not set the Functions host's role name. Each query
+// returns one row per offending source (its latest value in the window, which spans at least
+// two hourly runs), split by source so the alert names it; the rule fires on any row.
+var latestPerSource = 'summarize arg_max(timestamp, value) by source = tostring(customDimensions.source)'
+var perSource = [
+  {
+    name: 'source'
+    operator: 'Include'
+    values: [
+      '*'
+    ]
+  }
+]
+var watermarkLagLimit = lagMinutes * 60 + lagAlertHours * 3600
+// The settled lag runs from the start of the first unsettled day: a day is due at its end
+// (1 day) + its lateness (+ the run lag); one more day of grace before the alert.
+var settledLagLimit = lagMinutes * 60 + latenessHours * 3600 + 2 * 86400
+// Quiet until a fresh deployment's first hourly tick has had noSuccessHours to succeed.
+var noSuccessGraceHours = noSuccessHours + 1
+
 resource noSuccess 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   name: 'no-successful-collection-${functionAppName}'
   location: location
   tags: tags
   properties: {
     displayName: 'Teams call-log collector: no successful collection for ${noSuccessHours} h'
-    description: 'No timer invocation of collect_call_logs succeeded in the window: the archive is falling behind.'
+    description: 'No timer invocation of collect_call_logs succeeded in the window (quiet for ${noSuccessGraceHours} h after a deployment): the archive is falling behind. Check the function is running, then run `python -m collector status`.'
     severity: 1
     enabled: true
     scopes: [
@@ -50,10 +86,12 @@ resource noSuccess 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
     criteria: {
       allOf: [
         {
-          query: '${invocations} and success == true'
+          // One row (n == 0) when nothing succeeded: summarize without `by` yields a row even
+          // over no input. Not before the deployment is noSuccessGraceHours old.
+          query: '${invocations} and success == true | summarize n = count() | where n == 0 and now() > todatetime(\'${deployedAt}\') + ${noSuccessGraceHours}h'
           timeAggregation: 'Count'
-          operator: 'LessThan'
-          threshold: 1
+          operator: 'GreaterThan'
+          threshold: 0
           failingPeriods: {
             numberOfEvaluationPeriods: 1
             minFailingPeriodsToAlert: 1
@@ -74,7 +112,7 @@ resource repeatedFailures 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = 
   tags: tags
   properties: {
     displayName: 'Teams call-log collector: ${failureCount}+ failed runs in 6 h'
-    description: 'collect_call_logs failed repeatedly; its log lines name the source, the Graph error and request-id.'
+    description: 'collect_call_logs failed repeatedly, whatever the cause (also failures before any source ran, such as bad settings, which the per-source alert does not see); its log lines name the source, the Graph error and request-id.'
     severity: 2
     enabled: true
     scopes: [
@@ -89,6 +127,114 @@ resource repeatedFailures 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = 
           timeAggregation: 'Count'
           operator: 'GreaterThanOrEqual'
           threshold: failureCount
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: actions
+    }
+  }
+}
+
+resource watermarkLag 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'watermark-lag-${functionAppName}'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'Teams call-log collector: a source\'s watermark lags more than ${lagMinutes} min + ${lagAlertHours} h'
+    description: 'A source\'s watermark (collector.watermark.lag) is more than ${lagMinutes} min + ${lagAlertHours} h behind: its newest records are not archived. The alert names the source; run `python -m collector status` for its last run and error, and look for Graph throttling (429s) or failures in its log lines.'
+    severity: 2
+    enabled: true
+    scopes: [
+      appInsightsId
+    ]
+    evaluationFrequency: 'PT1H'
+    windowSize: 'PT3H'
+    criteria: {
+      allOf: [
+        {
+          query: 'customMetrics | where name == \'collector.watermark.lag\' | ${latestPerSource} | where value > ${watermarkLagLimit} | extend lagHours = round(value / 3600.0, 1)'
+          timeAggregation: 'Count'
+          dimensions: perSource
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: actions
+    }
+  }
+}
+
+resource daysNotSettled 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = if (latenessHours > 0) {
+  name: 'day-not-settled-${functionAppName}'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'Teams call-log collector: a day is not settled a day after its ${latenessHours} h lateness'
+    description: 'A source\'s settled watermark (collector.settled.lag) is a day behind its lateness horizon: a day that should be final has no manifest yet. The alert names the source; run `python -m collector status` (the settled watermark and the day strip) and check its runs\' settle windows in the log lines.'
+    severity: 3
+    enabled: true
+    scopes: [
+      appInsightsId
+    ]
+    evaluationFrequency: 'PT1H'
+    windowSize: 'PT3H'
+    criteria: {
+      allOf: [
+        {
+          query: 'customMetrics | where name == \'collector.settled.lag\' | ${latestPerSource} | where value > ${settledLagLimit} | extend settledLagHours = round(value / 3600.0, 1)'
+          timeAggregation: 'Count'
+          dimensions: perSource
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: actions
+    }
+  }
+}
+
+resource failingSource 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'source-failing-${functionAppName}'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'Teams call-log collector: a source failed ${failedRunsAlertCount}+ runs in a row'
+    description: 'A source\'s latest runs all failed (collector.failed_runs_in_a_row); it clears with the next successful run. The alert names the source; run `python -m collector status` for the last error, and see the run\'s log lines for the Graph error and request-id.'
+    severity: 2
+    enabled: true
+    scopes: [
+      appInsightsId
+    ]
+    evaluationFrequency: 'PT1H'
+    windowSize: 'PT3H'
+    criteria: {
+      allOf: [
+        {
+          query: 'customMetrics | where name == \'collector.failed_runs_in_a_row\' | ${latestPerSource} | where value >= ${failedRunsAlertCount}'
+          timeAggregation: 'Count'
+          dimensions: perSource
+          operator: 'GreaterThan'
+          threshold: 0
           failingPeriods: {
             numberOfEvaluationPeriods: 1
             minFailingPeriodsToAlert: 1

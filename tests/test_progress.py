@@ -1,0 +1,136 @@
+"""Progress on long work: live bars in a terminal, a line per source every so often in logs."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import pty
+import re
+import subprocess
+import sys
+from collections import defaultdict
+
+import pytest
+
+from collector.pace import Pace
+from collector.progress import LogView, SourceProgress, needs
+from collector.reports import SourceReport
+from collector.runner import run_cycle
+from collector.settings import load_settings
+from collector.timefmt import parse_instant
+from collector.windows import Window, plan_windows
+
+from .conftest import FIRST, ROOT, SECOND, Stack, run_async
+
+LONG_START = "2026-09-01T00:00:00Z"
+"""A catch-up of seven weeks: settle windows, then a few days of provisional ones."""
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def long_catch_up(stack: Stack) -> None:
+    """Seven weeks to read at 30 ms a page, with a request budget that does not slow it."""
+    stack.env.update(
+        COLLECTOR_START=LONG_START,
+        GRAPH_REQUESTS_PER_MINUTE_PER_LOG="6000",
+        GRAPH_REQUESTS_PER_MINUTE="20000",
+    )
+    stack.graph.simulator.latency = 0.03
+
+
+def test_a_source_s_line_says_what_is_done_and_what_the_budget_still_needs() -> None:
+    report = SourceReport("pstn")
+    progress = SourceProgress(report, Pace(None, 50 / 61, 0.0), 50 / 61)
+    windows = plan_windows(parse_instant("2026-10-21T00:00:00Z"), parse_instant(SECOND))
+    progress.plan_windows(windows)
+    progress.plan_settle(
+        parse_instant("2026-10-01T00:00:00Z"), parse_instant("2026-10-21T00:00:00Z")
+    )
+    assert progress.line() == (
+        "windows 0/3, settled 0/20 days, 0 rows, 0 requests, "
+        "budget needed: unknown until a day is read"
+    )
+    progress.pace.rows_per_day = 100_000  # 100 pages a day
+    report.rows, report.stats.requests, report.settled_days = 2_000_000, 2_040, 20
+    progress.read(Window(parse_instant("2026-10-01T00:00:00Z"), windows[0].start), False)
+    progress.read(windows[0], provisional=True)
+    # Left: Oct 22 and Oct 23 until 12:30, 1.52 days of 100 pages; 2 windows; 1 for the tail.
+    pages = 100 * (1 + 12.5 / 24) + 2 + 1
+    assert progress.budget_seconds_needed() == pytest.approx(pages / (50 / 61))
+    assert progress.line() == (
+        "windows 1/3, settled 20/20 days, 2,000,000 rows, 2,040 requests, budget needs ~4m more"
+    )
+    assert needs(7_300) == "budget needs ~2h02m more"
+    assert needs(0.2) == "budget needs nothing more"
+
+
+def test_a_long_catch_up_logs_one_progress_line_per_source_at_most_every_interval(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    long_catch_up(stack)
+    interval = 0.5
+    settings = load_settings(stack.env)
+    with caplog.at_level(logging.INFO, logger="collector"):
+        report = run_async(run_cycle(settings, parse_instant(SECOND), progress=LogView(interval)))
+    assert report.ok
+    lines: dict[str, list[logging.LogRecord]] = defaultdict(list)
+    for record in caplog.records:
+        match = re.fullmatch(r"(\w+): progress: (.*)", record.getMessage())
+        if match:
+            lines[match[1]].append(record)
+    assert set(lines) == {"sms", "direct_routing", "pstn"}
+    for source, records in lines.items():
+        assert len(records) >= 2, source
+        gaps = [b.created - a.created for a, b in itertools.pairwise(records)]
+        assert min(gaps) >= interval * 0.9, (source, gaps)
+        first = records[0].getMessage()
+        assert re.search(r"windows \d+/3, settled \d+/50 days, [\d,]+ rows, [\d,]+ requests", first)
+        assert "budget" in first
+        rows = [
+            int(re.findall(r"([\d,]+) rows", r.getMessage())[0].replace(",", "")) for r in records
+        ]
+        final = {r.source: r.rows for r in report.sources}[source]
+        assert rows == sorted(rows) and rows[-1] <= final, (rows, final)
+
+
+def test_a_short_run_logs_no_progress_at_all(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="collector"):
+        assert stack.run(FIRST) == 0
+    assert not [r for r in caplog.records if ": progress: " in r.getMessage()]
+
+
+def test_a_terminal_gets_live_bars_per_source(stack: Stack) -> None:
+    long_catch_up(stack)
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "collector", "run", "--as-of", SECOND],
+        cwd=ROOT,
+        env={**os.environ, **stack.env, "COLUMNS": "200", "TERM": "xterm-256color"},
+        stdin=follower,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+    )
+    os.close(follower)
+    screen = bytearray()
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the terminal's last writer has gone
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(leader)
+    summary, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, screen.decode(errors="replace")
+    drawn = screen.decode()
+    redraws = drawn.count("\x1b[2K")  # rich erases the bars' lines to draw them again
+    assert redraws > 3 * 5, drawn[-2000:]
+    text = ANSI.sub("", drawn)
+    for source in ("sms", "direct_routing", "pstn"):
+        assert re.search(rf"{source}\s+━+", text), source
+    assert re.search(r"windows 3/3, settled 50/50 days, [\d,]+ rows, [\d,]+ requests", text)
+    assert "window (settle)" in text  # log lines print above the bars, not through them
+    assert b"pstn: ok" in summary  # the summary goes to stdout as before
