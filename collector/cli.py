@@ -22,7 +22,7 @@ from .reports import RunReport
 from .runner import run_cycle
 from .settings import Settings, load_settings
 from .status import collect_health
-from .telemetry import flush, run_metrics
+from .telemetry import run_metrics, send
 from .timefmt import format_instant, parse_instant
 from .verify import verify
 
@@ -147,7 +147,7 @@ async def _run(settings: Settings, as_of: datetime | None, environ: Mapping[str,
         return await run_cycle(settings, as_of, metrics=metrics, progress=view)
     finally:
         root.handlers[:] = handlers
-        await flush(provider, final=True)
+        await send(provider)
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

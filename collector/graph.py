@@ -61,7 +61,8 @@ class RequestStats:
     throttled: int = 0
     token_refreshes: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
-    """Responses by HTTP status (``"200"``, ``"429"``…; ``"error"``: none, the connection failed)."""
+    """Requests by outcome: the HTTP status (``"200"``, ``"429"``…), ``"error"`` (no answer,
+    or not all of it), ``"cancelled"`` (stopped at the run's hard time limit)."""
 
 
 @dataclass(frozen=True)
@@ -244,15 +245,18 @@ class GraphClient:
                     timeout=self._timeout,
                     trace_request_ctx={"sent": sent},
                 ) as response:
-                    stats.statuses[str(response.status)] += 1
                     request_id = response.headers.get("request-id")
                     body = await response.read()
+                    stats.statuses[str(response.status)] += 1
                     if response.status == 200:
                         return body, request_id
                     status = response.status
                     retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+            except asyncio.CancelledError:  # stopped at the run's hard time limit
+                stats.statuses["cancelled"] += 1
+                raise
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
-                stats.statuses["error"] += 1
+                stats.statuses["error"] += 1  # no answer, or not all of it
                 failure = f"{type(exc).__name__}: {exc}".rstrip(": ")
                 if attempt >= self._retry.max_attempts:
                     raise GraphUnavailableError(
@@ -268,12 +272,12 @@ class GraphClient:
                     log.warning("Graph rejected the token (%s); refreshing it once", code)
                     token = await self._tokens.refresh(token)
                     continue
-                if status not in RETRYABLE_STATUS or attempt >= self._retry.max_attempts:
-                    raise GraphError(status, code, message, request_id, url, attempt)
                 if status == 429:
                     stats.throttled += 1
-                    if retry_after is not None and self._budget is not None:
-                        self._budget.pause(log_name, retry_after)  # for every worker
+                if status not in RETRYABLE_STATUS or attempt >= self._retry.max_attempts:
+                    raise GraphError(status, code, message, request_id, url, attempt)
+                if status == 429 and retry_after is not None and self._budget is not None:
+                    self._budget.pause(log_name, retry_after)  # for every worker
                 delay = (
                     retry_after
                     if retry_after is not None

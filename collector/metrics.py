@@ -33,6 +33,22 @@ SETTLED_LAG = "collector.settled.lag"
 """Seconds from the run's 'now' back to the source's settled watermark after the run."""
 FAILED_RUNS_IN_A_ROW = "collector.failed_runs_in_a_row"
 """Runs of the source that failed one after another, this one included (0: it succeeded)."""
+NAMES = frozenset(
+    {
+        ROWS,
+        LATE_ROWS,
+        PAGES,
+        REQUESTS,
+        THROTTLED,
+        RETRIES,
+        RUNS,
+        RUN_DURATION,
+        WATERMARK_LAG,
+        SETTLED_LAG,
+        FAILED_RUNS_IN_A_ROW,
+    }
+)
+"""Every metric a run records (``tests/test_metrics.py`` holds a run to it)."""
 
 
 class RunMetrics:

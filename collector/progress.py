@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import IO, Protocol
 
@@ -40,7 +40,6 @@ class SourceProgress:
     """Provisional windows (and unfinished ones read again): known at the start."""
     windows_done: int = 0
     settle_days_planned: int = 0
-    _started: set[Window] = field(default_factory=set)
 
     @property
     def source(self) -> str:
@@ -154,26 +153,31 @@ class TerminalView:
             auto_refresh=False,
         )
         self._tasks: dict[str, TaskID] = {}
-        self._bars.start()
 
     def show(self, sources: list[SourceProgress]) -> None:
-        """Redraw every source's bar."""
+        """Redraw every source's bar (the first call starts drawing)."""
+        if not self._bars.live.is_started:
+            self._bars.start()
         for progress in sources:
             task = self._tasks.get(progress.source)
             if task is None:
                 task = self._tasks[progress.source] = self._bars.add_task(progress.source, line="")
+            # A source with nothing to read is up to date: a full bar.
+            total = progress.days_planned or 1.0
             self._bars.update(
                 task,
-                total=max(progress.days_planned, 1e-9),
-                completed=progress.days_done,
+                total=total,
+                completed=progress.days_done if progress.days_planned else total,
                 line=progress.line(),
             )
         self._bars.refresh()
 
     def close(self, sources: list[SourceProgress]) -> None:
-        """Draw the last state and leave it on screen."""
-        self.show(sources)
-        self._bars.stop()
+        """Draw the last state, leave it on screen, and give the terminal back."""
+        try:
+            self.show(sources)
+        finally:
+            self._bars.stop()
 
     def logging_handler(self) -> logging.Handler:
         """A log handler that prints above the bars instead of through them."""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from .graph import RequestStats
 from .timefmt import format_instant
@@ -77,6 +78,16 @@ class SourceReport:
             "seconds": round(self.seconds, 1),
             "error": self.error,
         }
+
+
+def failed_in_a_row(previous: Mapping[str, Any] | None) -> int:
+    """How many runs of a source have failed one after another, counting a failure now,
+    from the source's previous last-run record (None: none, or unreadable)."""
+    if not previous or previous.get("outcome") != "failed":
+        return 1
+    before = previous.get("failedInARow")
+    # A record without the count (or with a bad one) still says one failure came before.
+    return 1 + (before if isinstance(before, int) and before > 0 else 1)
 
 
 @dataclass

@@ -43,7 +43,7 @@ from .partitions import CommittedBlob
 from .plans import ProvisionalPlan, SettlePlan
 from .progress import LogView, SourceProgress, View
 from .reading import WindowReader
-from .reports import RunReport, SourceReport
+from .reports import RunReport, SourceReport, failed_in_a_row
 from .scheduler import Deadlines, Scheduler
 from .settings import Settings, check_start
 from .settling import Settlement
@@ -149,18 +149,25 @@ async def _record_runs(
     metrics: RunMetrics,
 ) -> None:
     """Leave how each source's run went: its last-run record, for ``status`` (a yielding run
-    leaves the owner's), and its metrics, for the alerts."""
+    leaves the owner's), and its metrics, for the alerts. Nothing here fails the run."""
     for source, report in zip(sources, reports, strict=True):
-        failed_in_a_row = 0
-        try:
-            if report.status == "failed":
+        in_a_row = 0
+        if report.status == "failed":
+            previous: dict[str, Any] | None = None
+            try:
                 previous, _ = await store.read_json(last_run_name(source))
-                failed_in_a_row = 1 + int((previous or {}).get("failedInARow", 0))
+            except Exception as exc:  # unreadable: count this failure alone
+                log.warning("%s: could not read the last run's record: %s", source.name, exc)
+            in_a_row = failed_in_a_row(previous)
+        try:
             if report.status != "yielded":
-                await store.put_json(last_run_name(source), report.record(now, failed_in_a_row))
-        except AzureError as exc:  # the run itself is done: report it, do not fail it
+                await store.put_json(last_run_name(source), report.record(now, in_a_row))
+        except AzureError as exc:
             log.warning("%s: could not record the run for status: %s", source.name, exc)
-        metrics.record(report, now, failed_in_a_row)
+        try:
+            metrics.record(report, now, in_a_row)
+        except Exception as exc:  # telemetry must never fail a collection
+            log.warning("%s: could not record the run's metrics: %s", source.name, exc)
 
 
 @asynccontextmanager
@@ -177,8 +184,13 @@ async def _showing(view: View, sources: list[SourceProgress]) -> AsyncIterator[N
         yield
     finally:
         ticker.cancel()
-        await asyncio.gather(ticker, return_exceptions=True)
-        view.close(sources)
+        failure = (await asyncio.gather(ticker, return_exceptions=True))[0]
+        try:
+            view.close(sources)
+        except Exception as exc:
+            failure = exc
+        if not isinstance(failure, asyncio.CancelledError | None):  # progress never fails a run
+            log.warning("progress display failed: %s", failure)
 
 
 class _Cycle:

@@ -6,12 +6,16 @@ configured (about 165 ms of a cold start, measured): the Azure Monitor distro wo
 instrumentations of web frameworks this app has none of, and tracing and logging pipelines
 the Functions host already provides. The exporter signs in with Entra ID (the
 managed identity in Azure); Application Insights accepts nothing else (``DisableLocalAuth``).
+
+Each run gets its own provider, shut down at its end: a gauge (a watermark's lag) is then sent
+once, by the run that measured it, never again later by a long-lived worker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -28,8 +32,16 @@ log = logging.getLogger("collector")
 
 CONNECTION_STRING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 EXPORT_SECONDS = 60.0
-"""How often metrics leave during a long run; every cycle also flushes them at its end."""
-FLUSH_TIMEOUT_MILLIS = 15_000
+"""How often metrics leave during a long run; each run also sends them at its end."""
+SEND_TIMEOUT_MILLIS = 15_000
+QUIET = (
+    "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL",
+    "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED",
+    "APPLICATIONINSIGHTS_SDKSTATS_DISABLED",
+)
+"""The exporter's own background jobs, off unless set otherwise: statistics about itself sent
+to Microsoft and to this resource, and an hourly poll of Microsoft for configuration. The app
+sends its metrics and nothing else."""
 
 
 def azure_monitor_provider(
@@ -50,6 +62,8 @@ def azure_monitor_provider(
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
+    for name in QUIET:  # the exporter reads them from the process environment
+        os.environ.setdefault(name, "true")
     credential = (
         ManagedIdentityCredential(client_id=client_id)
         if in_azure(environ)
@@ -66,28 +80,32 @@ def azure_monitor_provider(
             f"{exc} (the Application Insights resource's connection string)",
         ) from None
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=EXPORT_SECONDS * 1000)
-    return MeterProvider(metric_readers=[reader])
+    return MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
 
 
 def run_metrics(
-    environ: Mapping[str, str], client_id: str | None
+    environ: Mapping[str, str], client_id: str | None, *, strict: bool = True
 ) -> tuple[RunMetrics, MeterProvider | None]:
-    """The instruments of this process's runs and the provider behind them (None: the
-    metrics go nowhere); see ``azure_monitor_provider``."""
-    provider = azure_monitor_provider(environ, client_id)
+    """The instruments of one run and the provider behind them (None: the metrics go
+    nowhere); see ``azure_monitor_provider``. Not ``strict`` (the Function): a connection
+    string the exporter refuses is logged as an error and the run goes on without metrics,
+    rather than stopping the archive for its telemetry."""
+    try:
+        provider = azure_monitor_provider(environ, client_id)
+    except ConfigError as exc:
+        if strict:
+            raise
+        log.error("metrics are off: %s", exc)
+        provider = None
     return RunMetrics(provider or NoOpMeterProvider()), provider
 
 
-async def flush(provider: MeterProvider | None, *, final: bool = False) -> None:
-    """Send what ``provider`` holds now (a Function instance may be frozen after a cycle),
-    off the event loop; ``final``: and shut it down (a CLI process ends here). A failure is
-    logged, never raised: the cycle itself is done."""
+async def send(provider: MeterProvider | None) -> None:
+    """Send what the run recorded and shut ``provider`` down, off the event loop (a Function
+    instance may be frozen right after). A failure is logged, never raised."""
     if provider is None:
         return
     try:
-        if final:
-            await asyncio.to_thread(provider.shutdown, FLUSH_TIMEOUT_MILLIS)
-        elif not await asyncio.to_thread(provider.force_flush, FLUSH_TIMEOUT_MILLIS):
-            log.warning("metrics were not all sent within %d ms", FLUSH_TIMEOUT_MILLIS)
+        await asyncio.to_thread(provider.shutdown, SEND_TIMEOUT_MILLIS)
     except Exception as exc:  # telemetry must never fail a collection
         log.warning("could not send metrics: %s", exc)

@@ -7,6 +7,7 @@ identity endpoint and container, so tests never see each other's data.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import os
@@ -200,6 +201,17 @@ def stack(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     assert proxy.refused == [], proxy.refused
     created = [(c.container, c.name) for c in proxy.created]
     assert len(created) == len(set(created)), "a data blob was created twice"
+
+
+@functools.cache
+def registered_function() -> Any:
+    """The app's one function, as the host finds it (the SDK validates, and so allows,
+    get_functions() only once)."""
+    import function_app
+
+    functions = function_app.app.get_functions()
+    assert len(functions) == 1
+    return functions[0]
 
 
 def run_async(coroutine: Any) -> Any:

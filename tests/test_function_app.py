@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from azure.functions.timer import TimerRequest
@@ -16,23 +14,13 @@ from collector.timefmt import format_instant
 from collector.windows import floor_to_midnight
 from devstack.graph_simulator import Fault
 
-from .conftest import Stack, assert_archive_matches
+from .conftest import Stack, assert_archive_matches, registered_function
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@functools.cache
-def _registered() -> Any:
-    """The app's one function (the SDK validates, and so allows, get_functions() only once)."""
-    import function_app
-
-    functions = function_app.app.get_functions()
-    assert len(functions) == 1
-    return functions[0]
-
-
 def test_timer_binding_is_declared_as_documented() -> None:
-    function = _registered()
+    function = registered_function()
     bindings = json.loads(function.get_function_json())["bindings"]
     assert bindings == [
         {
@@ -52,7 +40,7 @@ def test_timer_invocation_runs_a_cycle(stack: Stack, monkeypatch: pytest.MonkeyP
     # The timer reads "now" from the clock: start two days back.
     start = format_instant(floor_to_midnight(datetime.now(UTC) - timedelta(days=2)))
     monkeypatch.setenv("COLLECTOR_START", start)
-    user_function = _registered().get_user_function()
+    user_function = registered_function().get_user_function()
     asyncio.run(user_function(TimerRequest(past_due=True)))
     for source in ("sms", "direct_routing", "pstn"):
         state = stack.state(source)
@@ -68,7 +56,7 @@ def test_timer_invocation_fails_when_a_source_fails(
     monkeypatch.setenv("COLLECTOR_SOURCES", "pstn")
     monkeypatch.setenv("COLLECTOR_START", format_instant(datetime.now(UTC) - timedelta(hours=6)))
     stack.graph.simulator.add_fault(Fault("status", count=-1, status=403, code="Forbidden"))
-    user_function = _registered().get_user_function()
+    user_function = registered_function().get_user_function()
     with pytest.raises(RuntimeError, match="collection failed for: pstn"):
         asyncio.run(user_function(TimerRequest()))
 

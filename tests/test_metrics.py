@@ -3,16 +3,20 @@ checked against the run's own report; and the exporter's configuration."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import ssl
 import threading
 from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.functions.timer import TimerRequest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     HistogramDataPoint,
@@ -25,15 +29,17 @@ from collector.cli import main
 from collector.errors import ConfigError
 from collector.graph import RetryPolicy
 from collector.metrics import RunMetrics
-from collector.reports import RunReport
+from collector.reports import RunReport, failed_in_a_row
 from collector.runner import run_cycle
 from collector.settings import load_settings
 from collector.telemetry import azure_monitor_provider, run_metrics
-from collector.timefmt import parse_instant
+from collector.timefmt import format_instant, parse_instant
+from collector.windows import floor_to_midnight
 from devstack.graph_simulator import Fault
+from devstack.identity import TokenAuthority
 from devstack.tls import self_signed_certificate
 
-from .conftest import FIRST, SECOND, START, Stack, run_async
+from .conftest import FIRST, SECOND, START, Stack, registered_function, run_async
 
 FAST_RETRY = RetryPolicy(max_attempts=5, base_delay=0.01, max_delay=0.05)
 
@@ -82,6 +88,7 @@ def test_a_run_emits_each_source_s_report_as_metrics(stack: Stack) -> None:
     now = parse_instant(SECOND)
     found = points(reader)
     assert report.ok
+    assert set(found) == names.NAMES  # what the alerts may query is what a run records
     for source in report.sources:
         name = source.source
         assert source.rows > 0
@@ -192,33 +199,48 @@ class Ingestion:
         self.server.shutdown()
         self.server.server_close()
 
+    def sent(self, authority: TokenAuthority) -> list[tuple[str, float, dict[str, str]]]:
+        """Every metric posted (name, value, customDimensions), each post checked to carry a
+        token the local identity endpoint issued for Azure Monitor."""
+        metrics = []
+        for path, authorization, body in self.posts:
+            assert path.startswith("/v2.1/track")
+            assert authorization is not None and authorization.startswith("Bearer ")
+            assert authority.problem(authorization[7:], "https://monitor.azure.com") is None
+            for envelope in json.loads(body):
+                data = envelope["data"]["baseData"]
+                for metric in data["metrics"]:
+                    metrics.append((metric["name"], metric["value"], data["properties"]))
+        return metrics
 
-def test_a_run_exports_its_metrics_to_application_insights_with_the_managed_identity(
-    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    ingestion = Ingestion(tmp_path)
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ingestion.cert))  # trust the loopback HTTPS
-    # Loopback only: neither the SDK's statsbeat to Microsoft nor its own stats to the endpoint.
-    monkeypatch.setenv("APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL", "true")
-    monkeypatch.setenv("APPLICATIONINSIGHTS_SDKSTATS_DISABLED", "true")
-    connection = (
+
+@pytest.fixture
+def ingestion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ingestion]:
+    """A loopback ingestion endpoint, trusted, and its connection string in the stack's env."""
+    endpoint = Ingestion(tmp_path)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(endpoint.cert))
+    yield endpoint
+    endpoint.stop()
+
+
+def connection_string(ingestion: Ingestion) -> str:
+    return (
         f"InstrumentationKey=00000000-0000-0000-0000-0000000000c1;IngestionEndpoint={ingestion.url}"
     )
-    stack.env.update(COLLECTOR_SOURCES="pstn", APPLICATIONINSIGHTS_CONNECTION_STRING=connection)
-    try:
-        assert stack.run(SECOND) == 0
-    finally:
-        ingestion.stop()
-    assert ingestion.posts, "nothing was exported"
-    metrics: dict[str, dict[str, Any]] = {}
-    for path, authorization, body in ingestion.posts:
-        assert path.startswith("/v2.1/track")
-        assert authorization is not None and authorization.startswith("Bearer ")
-        assert stack.graph.authority.problem(authorization[7:], "https://monitor.azure.com") is None
-        for envelope in json.loads(body):
-            data = envelope["data"]["baseData"]
-            for metric in data["metrics"]:
-                metrics[metric["name"]] = {"value": metric["value"], **data["properties"]}
+
+
+def test_a_run_exports_its_metrics_to_application_insights_with_the_managed_identity(
+    stack: Stack, ingestion: Ingestion
+) -> None:
+    # The exporter's own statistics and configuration polls are off by default: only the
+    # metrics reach the (here loopback) endpoint, and nothing else leaves.
+    stack.env.update(
+        COLLECTOR_SOURCES="pstn", APPLICATIONINSIGHTS_CONNECTION_STRING=connection_string(ingestion)
+    )
+    assert stack.run(SECOND) == 0
+    sent = ingestion.sent(stack.graph.authority)
+    assert {name for name, _, _ in sent} == names.NAMES
+    metrics = {name: {"value": value, **dimensions} for name, value, dimensions in sent}
     # Application Insights keeps each as customMetrics: name, value, customDimensions.
     assert metrics[names.WATERMARK_LAG] == {"value": 3600, "source": "pstn"}
     assert metrics[names.FAILED_RUNS_IN_A_ROW] == {"value": 0, "source": "pstn"}
@@ -226,3 +248,74 @@ def test_a_run_exports_its_metrics_to_application_insights_with_the_managed_iden
     last_run = json.loads(stack.blobs()["_state/pstn.run.json"])
     assert metrics[names.ROWS] == {"value": last_run["rows"], "source": "pstn"}
     assert last_run["rows"] > 0
+
+
+def test_each_function_invocation_sends_the_gauges_it_measured_once(
+    stack: Stack, ingestion: Ingestion, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in stack.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("APPLICATIONINSIGHTS_CONNECTION_STRING", connection_string(ingestion))
+    start = format_instant(floor_to_midnight(datetime.now(UTC) - timedelta(days=2)))
+    monkeypatch.setenv("COLLECTOR_START", start)
+    function = registered_function().get_user_function()
+    asyncio.run(function(TimerRequest()))
+    monkeypatch.setenv("COLLECTOR_SOURCES", "pstn")
+    asyncio.run(function(TimerRequest()))
+    lags = sorted(
+        d["source"] for n, _, d in ingestion.sent(stack.graph.authority) if n == names.WATERMARK_LAG
+    )
+    # A worker that kept its exporter would send the first run's sms and direct_routing lags
+    # again with the second: stale values with fresh timestamps, which the alerts would read.
+    assert lags == ["direct_routing", "pstn", "pstn", "sms"]
+
+
+def test_a_connection_string_the_exporter_refuses_does_not_stop_the_function(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    for name, value in stack.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("COLLECTOR_SOURCES", "pstn")
+    monkeypatch.setenv("APPLICATIONINSIGHTS_CONNECTION_STRING", "nonsense")
+    monkeypatch.setenv("COLLECTOR_START", format_instant(floor_to_midnight(datetime.now(UTC))))
+    asyncio.run(registered_function().get_user_function()(TimerRequest()))
+    assert stack.state("pstn") is not None  # collected
+    assert "metrics are off: setting APPLICATIONINSIGHTS_CONNECTION_STRING" in caplog.text
+    assert main(["run"], {**stack.env, "APPLICATIONINSIGHTS_CONNECTION_STRING": "nonsense"}) == 2
+
+
+def test_a_failure_counts_from_the_previous_record_whatever_it_holds() -> None:
+    assert failed_in_a_row(None) == 1  # no record, or one that could not be read
+    assert failed_in_a_row({"outcome": "ok", "failedInARow": 0}) == 1
+    assert failed_in_a_row({"outcome": "failed", "failedInARow": 4}) == 5
+    assert failed_in_a_row({"outcome": "failed"}) == 2  # a record from before the count
+    assert failed_in_a_row({"outcome": "failed", "failedInARow": "x"}) == 2
+    assert failed_in_a_row({"outcome": "yielded"}) == 1
+
+
+def test_an_unreadable_last_run_record_neither_fails_the_run_nor_hides_the_failure(
+    stack: Stack,
+) -> None:
+    stack.env.update(COLLECTOR_SOURCES="sms,pstn")
+    stack.graph.simulator.add_fault(Fault("status", count=-1, source="sms", status=403))
+    stack.container().create_container()
+    stack.container().upload_blob("_state/sms.run.json", b"{not json")
+    reader = InMemoryMetricReader()
+    report = collect(stack, FIRST, recording(reader))
+    assert {r.source: r.status for r in report.sources} == {"sms": "failed", "pstn": "ok"}
+    assert points(reader)[names.FAILED_RUNS_IN_A_ROW][of("sms")] == 1
+    record = json.loads(stack.blobs()["_state/sms.run.json"])
+    assert record["outcome"] == "failed" and record["failedInARow"] == 1
+
+
+def test_a_run_that_yields_records_only_that_it_yielded(stack: Stack) -> None:
+    stack.env.update(COLLECTOR_SOURCES="pstn")
+    stack.container().create_container()
+    held = {"source": "pstn", "watermark": START, "settled": START, "claims": None}
+    held |= {"owner": "other-host", "leaseUntil": "2099-01-01T00:00:00Z"}
+    stack.container().upload_blob("_state/pstn.json", json.dumps(held))
+    reader = InMemoryMetricReader()
+    report = collect(stack, SECOND, recording(reader))
+    assert [r.status for r in report.sources] == ["yielded"]
+    assert points(reader) == {names.RUNS: {of("pstn", outcome="yielded"): 1}}
+    assert "_state/pstn.run.json" not in stack.blobs()  # the owner's record is its own

@@ -101,11 +101,12 @@ def test_a_short_run_logs_no_progress_at_all(
     assert not [r for r in caplog.records if ": progress: " in r.getMessage()]
 
 
-def test_a_terminal_gets_live_bars_per_source(stack: Stack) -> None:
-    long_catch_up(stack)
+def in_terminal(stack: Stack, as_of: str) -> tuple[int, str, bytes]:
+    """Run ``python -m collector run`` with its stderr on a pseudo-terminal: the exit code,
+    what the terminal received, and stdout."""
     leader, follower = pty.openpty()
     process = subprocess.Popen(
-        [sys.executable, "-m", "collector", "run", "--as-of", SECOND],
+        [sys.executable, "-m", "collector", "run", "--as-of", as_of],
         cwd=ROOT,
         env={**os.environ, **stack.env, "COLUMNS": "200", "TERM": "xterm-256color"},
         stdin=follower,
@@ -124,13 +125,27 @@ def test_a_terminal_gets_live_bars_per_source(stack: Stack) -> None:
         screen += chunk
     os.close(leader)
     summary, _ = process.communicate(timeout=60)
-    assert process.returncode == 0, screen.decode(errors="replace")
-    drawn = screen.decode()
+    return process.returncode, screen.decode(errors="replace"), summary
+
+
+def test_a_terminal_gets_live_bars_per_source(stack: Stack) -> None:
+    long_catch_up(stack)
+    code, drawn, summary = in_terminal(stack, SECOND)
+    assert code == 0, drawn
     redraws = drawn.count("\x1b[2K")  # rich erases the bars' lines to draw them again
     assert redraws > 3 * 5, drawn[-2000:]
+    assert drawn.rstrip().endswith("\x1b[?25h")  # the cursor is given back
     text = ANSI.sub("", drawn)
     for source in ("sms", "direct_routing", "pstn"):
         assert re.search(rf"{source}\s+━+", text), source
     assert re.search(r"windows 3/3, settled 50/50 days, [\d,]+ rows, [\d,]+ requests", text)
     assert "window (settle)" in text  # log lines print above the bars, not through them
     assert b"pstn: ok" in summary  # the summary goes to stdout as before
+
+
+def test_a_run_refused_before_it_starts_leaves_the_terminal_as_it_was(stack: Stack) -> None:
+    stack.env.update(COLLECTOR_START="2024-01-01")  # older than Graph keeps: refused
+    code, drawn, _ = in_terminal(stack, SECOND)
+    assert code == 2
+    assert "\x1b[?25l" not in drawn  # the cursor was never hidden
+    assert "configuration error: setting COLLECTOR_START='2024-01-01T00:00:00Z' is not" in drawn

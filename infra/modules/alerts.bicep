@@ -63,9 +63,10 @@ var perSource = [
   }
 ]
 var watermarkLagLimit = lagMinutes * 60 + lagAlertHours * 3600
-// The settled lag runs from the start of the first unsettled day: a day is due at its end
-// (1 day) + its lateness (+ the run lag); one more day of grace before the alert.
-var settledLagLimit = lagMinutes * 60 + latenessHours * 3600 + 2 * 86400
+// The settled lag runs from the first unsettled midnight. Runs settle up to the midnight
+// before now - max(lag, lateness), so the lag normally stays under max(lag, lateness) + 1 day
+// (+ the hour between runs); a day still unsettled a day later is past + 2 days.
+var settledLagLimit = max(lagMinutes * 60, latenessHours * 3600) + 2 * 86400
 // Quiet until a fresh deployment's first hourly tick has had noSuccessHours to succeed.
 var noSuccessGraceHours = noSuccessHours + 1
 
