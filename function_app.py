@@ -33,6 +33,6 @@ async def collect_call_logs(timer: func.TimerRequest) -> None:
     finally:
         await send(provider)
     log_report(report, log)
-    failed = [r.source for r in report.sources if r.status == "failed"]
+    failed = [r.name for r in report.sources if r.status == "failed"]
     if failed:
         raise RuntimeError(f"collection failed for: {', '.join(failed)} (see the errors above)")

@@ -7,9 +7,19 @@ import os
 from collections.abc import Callable, Mapping
 
 from azure.core.credentials_async import AsyncTokenCredential
-from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
+from azure.identity import ManagedIdentityCredential as BlockingManagedIdentityCredential
+from azure.identity.aio import (
+    ClientAssertionCredential,
+    DefaultAzureCredential,
+    ManagedIdentityCredential,
+)
 
 CredentialFactory = Callable[[], AsyncTokenCredential]
+
+TOKEN_EXCHANGE_SCOPE = "api://AzureADTokenExchange/.default"
+"""What a managed identity's token must be for to serve as a federated credential's assertion
+(public cloud; Flex Consumption, and so this app, runs nowhere else)."""
+DEFAULT_AUTHORITY_HOST = "login.microsoftonline.com"
 
 
 def in_azure(env: Mapping[str, str]) -> bool:
@@ -33,6 +43,35 @@ def credential_factory(
     return lambda: DefaultAzureCredential(
         managed_identity_client_id=client_id, exclude_interactive_browser_credential=True
     )
+
+
+def tenant_credential_factory(
+    tenant: str, app_client_id: str, identity_client_id: str | None
+) -> CredentialFactory:
+    """Credentials for a customer ``tenant``, with no secret anywhere: the multi-tenant app
+    ``app_client_id`` signs in there with the managed identity's token as its client
+    assertion, which the app's federated identity credential trusts."""
+    # Blocking on purpose: ClientAssertionCredential calls its assertion function without
+    # awaiting it. It runs only when a Graph token is due (hourly per tenant), and the
+    # identity's own token comes from this credential's cache all day.
+    identity = BlockingManagedIdentityCredential(client_id=identity_client_id)
+
+    def assertion() -> str:
+        token: str = identity.get_token(TOKEN_EXCHANGE_SCOPE).token
+        return token
+
+    return lambda: ClientAssertionCredential(tenant, app_client_id, assertion)
+
+
+def authority_url(env: Mapping[str, str]) -> str:
+    """Entra ID's authority, as azure-identity takes it from ``AZURE_AUTHORITY_HOST``."""
+    host = env.get("AZURE_AUTHORITY_HOST", "").strip() or DEFAULT_AUTHORITY_HOST
+    return (host if "://" in host else "https://" + host).rstrip("/")
+
+
+def consent_url(tenant: str, app_client_id: str, authority: str) -> str:
+    """The link a customer tenant's administrator opens to grant the app its permission."""
+    return f"{authority}/{tenant}/adminconsent?client_id={app_client_id}"
 
 
 class TokenProvider:

@@ -1,6 +1,6 @@
 """Command line: ``python -m collector run [--as-of ISO8601]`` and ``python -m collector
-status [--json] [--days N] [--as-of ISO8601] [--max-lag-minutes M]`` and ``python -m collector
-verify [--from DATE] [--to DATE]``."""
+status [--json] [--days N] [--as-of ISO8601] [--max-lag-minutes M]``, ``python -m collector
+verify [--from DATE] [--to DATE]`` and ``python -m collector consent-url TENANT``."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ from datetime import UTC, date, datetime, timedelta
 
 from azure.core.exceptions import AzureError
 
+from .auth import authority_url, consent_url
 from .errors import CollectorError, ConfigError, InstantParseError
 from .health import LEGEND
 from .progress import LogView, TerminalView, View
 from .reports import RunReport
 from .runner import run_cycle
-from .settings import Settings, load_settings
+from .settings import Settings, is_tenant_id, load_app_client_id, load_settings
 from .status import collect_health
 from .telemetry import run_metrics, send
 from .timefmt import format_instant, parse_instant
@@ -74,7 +75,18 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--to", dest="last", type=_date, metavar="DATE", help="last day (YYYY-MM-DD)"
     )
+    consent = commands.add_parser(
+        "consent-url",
+        help="print the admin-consent link a customer tenant's administrator opens (multi-tenant)",
+    )
+    consent.add_argument("tenant", type=_tenant, help="the customer's tenant id (a GUID)")
     return parser
+
+
+def _tenant(text: str) -> str:
+    if not is_tenant_id(text.strip()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a tenant id (a GUID)")
+    return text.strip().lower()
 
 
 def _add_as_of(command: argparse.ArgumentParser, help_text: str) -> None:
@@ -164,8 +176,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         stream=sys.stderr,
     )
     logging.getLogger("azure").setLevel(logging.WARNING)
+    env = os.environ if environ is None else environ
     try:
-        settings = load_settings(os.environ if environ is None else environ)
+        if args.command == "consent-url":
+            print(consent_url(args.tenant, load_app_client_id(env), authority_url(env)))
+            return EXIT_OK
+        settings = load_settings(env)
     except ConfigError as exc:
         print(f"collector: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -174,7 +190,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if args.command == "verify":
         return _verify(args, settings)
     try:
-        report = asyncio.run(_run(settings, args.as_of, os.environ if environ is None else environ))
+        report = asyncio.run(_run(settings, args.as_of, env))
     except ConfigError as exc:  # refused before any I/O
         print(f"collector: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

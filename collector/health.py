@@ -7,20 +7,24 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from .lanes import Lane
 from .state import SourceState
 from .timefmt import format_instant
 
 SETTLED, PROVISIONAL, EMPTY, AHEAD = "S", "p", ".", "-"
 """One character a day: final (manifest written), archived but still provisional, read with
 nothing archived, not read yet."""
+NO_CONSENT = ("AADSTS65001", "AADSTS700016")
+"""Entra ID's answers when a tenant never consented to the app, or withdrew it (its service
+principal is gone)."""
 LEGEND = f"{SETTLED} settled  {PROVISIONAL} provisional  {EMPTY} nothing archived  {AHEAD} not yet reached"
 
 
 @dataclass
 class SourceHealth:
-    """What ``status`` says of one source."""
+    """What ``status`` says of one lane (a source, of one tenant in multi-tenant mode)."""
 
-    source: str
+    lane: Lane
     state: SourceState
     last_run: dict[str, Any] | None
     strip: str
@@ -28,6 +32,11 @@ class SourceHealth:
     now: datetime
     max_lag: timedelta
     problems: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """The lane's name: ``pstn``, or ``pstn@<tenant>``."""
+        return self.lane.name
 
     @property
     def fresh(self) -> bool:
@@ -47,7 +56,8 @@ class SourceHealth:
         state = self.state
         lag, settled_lag = self.lag(), self.settled_lag()
         return {
-            "source": self.source,
+            "source": self.lane.source.name,
+            **({"tenant": self.lane.tenant} if self.lane.tenant else {}),
             "fresh": self.fresh,
             "problems": self.problems,
             "watermark": _stamp(state.watermark),
@@ -74,7 +84,7 @@ class SourceHealth:
         """Lines for a terminal."""
         state, lag, settled_lag = self.state, self.lag(), self.settled_lag()
         verdict = "fresh" if self.fresh else "NOT FRESH: " + "; ".join(self.problems)
-        out = [f"{self.source}: {verdict}"]
+        out = [f"{self.name}: {verdict}"]
         out.append(
             f"  watermark {_stamp(state.watermark) or 'none'} ({_ago(lag)}), "
             f"settled {_stamp(state.settled) or 'none'} ({_ago(settled_lag)})"
@@ -103,20 +113,22 @@ class SourceHealth:
 
 
 def judge(
-    source: str,
+    lane: Lane,
     state: SourceState,
     last_run: dict[str, Any] | None,
     days: dict[date, str],
     now: datetime,
     max_lag: timedelta,
+    consent: str | None = None,
 ) -> SourceHealth:
-    """Judge one source from its state, its last run and what each of the last days holds
-    (``days``: the day's character, for the days archived or settled; others are derived)."""
+    """Judge one lane from its state, its last run and what each of the last days holds
+    (``days``: the day's character, for the days archived or settled; others are derived).
+    ``consent``: the admin-consent link of the lane's tenant (multi-tenant mode)."""
     first = min(days) if days else now.date()
     strip = "".join(
         days.get(first + timedelta(days=i), AHEAD) for i in range((now.date() - first).days + 1)
     )
-    health = SourceHealth(source, state, last_run, strip, first, now, max_lag)
+    health = SourceHealth(lane, state, last_run, strip, first, now, max_lag)
     lag = health.lag()
     if lag is None:
         health.problems.append("never collected")
@@ -126,6 +138,8 @@ def judge(
         times = int(last_run.get("failedInARow") or 1)
         runs = f" ({times} runs in a row)" if times > 1 else ""
         health.problems.append(f"last run failed{runs}: {last_run.get('error')}")
+        if consent is not None and any(c in str(last_run.get("error")) for c in NO_CONSENT):
+            health.problems.append(f"the tenant has not consented: send its admin {consent}")
     return health
 
 

@@ -1,15 +1,16 @@
 """Blob names: where data rows and the collector's own state live in the container.
 
 Data is Hive-partitioned by the row's UTC event date so Spark, DuckDB, Synapse, Fabric and
-ADX prune by path. Everything that is not data sits under a first segment starting with
-``_``, which those readers skip.
+ADX prune by path; in multi-tenant mode a ``tenant=<id>`` segment comes first, so readers get
+``tenant`` as a column too. Everything that is not data sits under a first segment starting
+with ``_``, which those readers skip.
 """
 
 from __future__ import annotations
 
 from datetime import date
 
-from .sources import Source
+from .lanes import Lane
 from .windows import Window
 
 STATE_PREFIX = "_state/"
@@ -18,9 +19,17 @@ PART_PREFIX = "part-"
 SETTLE_PREFIX = "settle-"
 
 
-def day_prefix(source: Source, day: date) -> str:
-    """Return the folder of one source's rows for one UTC date."""
-    return f"{source.name}/year={day.year:04d}/month={day.month:02d}/day={day.day:02d}/"
+def _tenant(lane: Lane) -> str:
+    """The lane's tenant folder segment (none in single-tenant mode)."""
+    return "" if lane.tenant is None else f"tenant={lane.tenant}/"
+
+
+def day_prefix(lane: Lane, day: date) -> str:
+    """Return the folder of one lane's rows for one UTC date."""
+    return (
+        f"{lane.source.name}/{_tenant(lane)}"
+        f"year={day.year:04d}/month={day.month:02d}/day={day.day:02d}/"
+    )
 
 
 def is_collector_blob(name: str) -> bool:
@@ -30,30 +39,30 @@ def is_collector_blob(name: str) -> bool:
     return leaf.startswith((PART_PREFIX, SETTLE_PREFIX)) and leaf.endswith(".jsonl")
 
 
-def part_blob_name(source: Source, day: date, window: Window) -> str:
+def part_blob_name(lane: Lane, day: date, window: Window) -> str:
     """Return the provisional blob holding the rows of ``window`` whose event date is ``day``."""
-    return f"{day_prefix(source, day)}{PART_PREFIX}{window.name}.jsonl"
+    return f"{day_prefix(lane, day)}{PART_PREFIX}{window.name}.jsonl"
 
 
-def settle_blob_name(source: Source, day: date) -> str:
+def settle_blob_name(lane: Lane, day: date) -> str:
     """Return the blob the settle pass writes for a day: the rows no earlier blob of the day
     holds (late rows; on a first backfill, the whole day)."""
-    return f"{day_prefix(source, day)}{SETTLE_PREFIX}{day.isoformat()}.jsonl"
+    return f"{day_prefix(lane, day)}{SETTLE_PREFIX}{day.isoformat()}.jsonl"
 
 
-def manifest_name(source: Source, day: date) -> str:
+def manifest_name(lane: Lane, day: date) -> str:
     """Return the marker that says a day is settled (final), listing its data blobs."""
-    return f"{manifest_prefix(source)}{day.isoformat()}.json"
+    return f"{manifest_prefix(lane)}{day.isoformat()}.json"
 
 
-def state_blob_name(source: Source) -> str:
-    """Return the blob holding a source's watermark."""
-    return f"{STATE_PREFIX}{source.name}.json"
+def state_blob_name(lane: Lane) -> str:
+    """Return the blob holding a lane's watermark and lease."""
+    return f"{STATE_PREFIX}{_tenant(lane)}{lane.source.name}.json"
 
 
-def last_run_name(source: Source) -> str:
-    """Return the blob that says how a source's last run went (for ``status``)."""
-    return f"{STATE_PREFIX}{source.name}.run.json"
+def last_run_name(lane: Lane) -> str:
+    """Return the blob that says how a lane's last run went (for ``status``)."""
+    return f"{STATE_PREFIX}{_tenant(lane)}{lane.source.name}.run.json"
 
 
 def manifest_day(name: str) -> date:
@@ -61,6 +70,6 @@ def manifest_day(name: str) -> date:
     return date.fromisoformat(name.rsplit("/", 1)[-1].removesuffix(".json"))
 
 
-def manifest_prefix(source: Source) -> str:
-    """Return the folder of a source's manifests."""
-    return f"{MANIFEST_PREFIX}{source.name}/"
+def manifest_prefix(lane: Lane) -> str:
+    """Return the folder of a lane's manifests."""
+    return f"{MANIFEST_PREFIX}{lane.source.name}/{_tenant(lane)}"

@@ -1,4 +1,4 @@
-"""A source's lease: one live run at a time may collect a source.
+"""A lane's lease: one live run at a time may collect a lane (one source of one tenant).
 
 The lease lives in the source's state blob (``owner``, ``leaseUntil``): every state write
 renews it, a background task renews it every third of its length while the run works, and
@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from .blobstore import BlobStore
 from .errors import SourceBusyError, StateConflictError
-from .sources import Source
+from .lanes import Lane
 from .state import SourceState, StateBlob
 from .timefmt import format_instant
 
@@ -32,16 +32,16 @@ class SourceLease:
     def __init__(
         self,
         store: BlobStore,
-        source: Source,
+        lane: Lane,
         run_id: str,
         seconds: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._source = source
+        self._lane = lane
         self._run_id = run_id
         self._seconds = seconds
         self._clock = clock
-        self.state_blob = StateBlob(store, source, self._stamp)
+        self.state_blob = StateBlob(store, lane, self._stamp)
 
     def _stamp(self, state: SourceState) -> SourceState:
         return replace(state, owner=self._run_id, lease_until=self._clock() + self._seconds)
@@ -52,7 +52,7 @@ class SourceLease:
         if current.owner not in (None, self._run_id) and (current.lease_until or 0) > self._clock():
             until = datetime.fromtimestamp(current.lease_until or 0, UTC)
             raise SourceBusyError(
-                f"{self._source.name} is being collected by run {current.owner} "
+                f"{self._lane.name} is being collected by run {current.owner} "
                 f"(lease until {format_instant(until.replace(microsecond=0))}; a crashed run's "
                 "lease lapses by itself)"
             )
@@ -60,7 +60,7 @@ class SourceLease:
             return await self.state_blob.apply(lambda _: {})
         except StateConflictError:
             raise SourceBusyError(
-                f"{self._source.name}: another run took the lease at the same moment"
+                f"{self._lane.name}: another run took the lease at the same moment"
             ) from None
 
     async def confirm(self) -> None:
@@ -98,7 +98,7 @@ class SourceLease:
             except StateConflictError:
                 return  # another run owns the source now; the main task's next write fails
             except Exception as exc:  # transient: the lease still runs, try again next time
-                log.warning("%s: lease renewal failed, retrying: %s", self._source.name, exc)
+                log.warning("%s: lease renewal failed, retrying: %s", self._lane.name, exc)
 
     @contextlib.asynccontextmanager
     async def held(self) -> AsyncIterator[StateBlob]:
@@ -115,4 +115,4 @@ class SourceLease:
             try:
                 await self.release()
             except Exception as exc:  # the lease then lapses by itself
-                log.warning("%s: could not release the lease: %s", self._source.name, exc)
+                log.warning("%s: could not release the lease: %s", self._lane.name, exc)

@@ -2,7 +2,8 @@
 query. Recorded through the OpenTelemetry API only; where they go is ``telemetry``'s choice
 (nowhere unless configured).
 
-Every instrument carries the attribute ``source``; Application Insights stores attributes as
+Every instrument carries the attribute ``source`` (and ``tenant`` in multi-tenant mode);
+Application Insights stores attributes as
 ``customDimensions`` and each name below as ``customMetrics.name``.
 """
 
@@ -79,7 +80,7 @@ class RunMetrics:
 
         A run that yielded to another leaves the lags and the failure count to that one.
         """
-        source = {"source": report.source}
+        source = {"source": report.source, **({"tenant": report.tenant} if report.tenant else {})}
         self._runs.add(1, {**source, "outcome": report.status})
         if report.status == "yielded":
             return

@@ -43,8 +43,8 @@ class SourceProgress:
 
     @property
     def source(self) -> str:
-        """The source's name."""
-        return self.report.source
+        """The lane's name (``pstn``, or ``pstn@<tenant>``)."""
+        return self.report.name
 
     def plan_windows(self, windows: list[Window]) -> None:
         """The run will read ``windows`` (provisional, or left claimed by a dead run)."""

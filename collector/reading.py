@@ -13,6 +13,7 @@ from typing import Any
 from .blobstore import BlobStore
 from .errors import GraphDataError, RowError
 from .graph import GraphClient
+from .lanes import Lane
 from .pace import Pace
 from .partitions import (
     BUFFER_LIMIT,
@@ -23,7 +24,6 @@ from .partitions import (
 )
 from .reports import SourceReport
 from .rows import split_page
-from .sources import Source
 from .timefmt import format_instant
 from .windows import Window
 
@@ -34,13 +34,13 @@ RowFilter = Callable[[date, list[str], list[bytes]], list[bytes]]
 
 
 class WindowReader:
-    """Reads windows of one source into blobs (provisional and settle reads alike)."""
+    """Reads windows of one lane into blobs (provisional and settle reads alike)."""
 
     def __init__(
         self,
         graph: GraphClient,
         store: BlobStore,
-        source: Source,
+        lane: Lane,
         pace: Pace,
         report: SourceReport,
         confirm_lease: Callable[[], Awaitable[None]],
@@ -48,7 +48,7 @@ class WindowReader:
     ) -> None:
         self._graph = graph
         self._store = store
-        self._source = source
+        self._lane = lane
         self._pace = pace
         self._report = report
         self._confirm_lease = confirm_lease
@@ -82,7 +82,8 @@ class WindowReader:
             # finds out here (storage refuses to replace a committed blob in any case).
             await self._confirm_lease()
             metadata = {
-                "source": self._source.name,
+                "source": self._lane.source.name,
+                **({"tenant": self._lane.tenant} if self._lane.tenant else {}),
                 "windowStart": format_instant(window.start),
                 "windowEnd": format_instant(window.end),
             }
@@ -94,7 +95,7 @@ class WindowReader:
             if not blob.created:
                 log.info(
                     "%s: %s was committed by an earlier attempt (%d rows): kept as it is",
-                    self._source.name,
+                    self._lane.name,
                     blob.name,
                     blob.rows,
                 )
@@ -110,7 +111,7 @@ class WindowReader:
         """Stream every page of ``window`` into ``writer``; return the number of pages."""
         pages = 0
         previous_keys: set[str] = set()
-        source, report = self._source, self._report
+        source, report = self._lane.source, self._report
         async with aclosing(self._graph.pages(source, window, report.stats)) as paging:
             first = asyncio.ensure_future(anext(paging, None))
             try:
@@ -127,7 +128,7 @@ class WindowReader:
                     split = split_page(source, window, page.rows, previous_keys)
                 except RowError as exc:
                     raise GraphDataError(
-                        f"{source.name} window {window} page {page.number} "
+                        f"{self._lane.name} window {window} page {page.number} "
                         f"[request-id {page.request_id}]: {exc}; nothing of this window was committed"
                     ) from None
                 lines = split.lines
@@ -143,7 +144,7 @@ class WindowReader:
                 if split.outside:
                     log.warning(
                         "%s: %d rows of page %d lie outside window %s; kept in their own date folders",
-                        source.name,
+                        self._lane.name,
                         split.outside,
                         page.number,
                         window,

@@ -14,9 +14,10 @@ from .timefmt import format_instant
 
 @dataclass
 class SourceReport:
-    """What one cycle did for one source."""
+    """What one cycle did for one source (of one tenant, in multi-tenant mode)."""
 
     source: str
+    tenant: str | None = None
     status: Literal["ok", "failed", "yielded"] = "ok"
     """``ok``; ``failed`` (error set, watermark kept); ``yielded`` (another run owns the source)."""
     windows: int = 0
@@ -40,6 +41,11 @@ class SourceReport:
     error: str | None = None
     seconds: float = 0.0
 
+    @property
+    def name(self) -> str:
+        """The lane's name in logs: ``pstn``, or ``pstn@<tenant>``."""
+        return self.source if self.tenant is None else f"{self.source}@{self.tenant}"
+
     def summary(self) -> str:
         """One line for logs and the CLI."""
 
@@ -47,7 +53,7 @@ class SourceReport:
             return "none" if moment is None else format_instant(moment)
 
         line = (
-            f"{self.source}: {self.status} windows={self.windows} settled_days={self.settled_days} "
+            f"{self.name}: {self.status} windows={self.windows} settled_days={self.settled_days} "
             f"rows={self.rows} late_rows={self.late_rows} pages={self.pages} "
             f"requests={self.stats.requests} retries={self.stats.retries} "
             f"throttled={self.stats.throttled} blobs={self.blobs} "

@@ -18,6 +18,7 @@ windows in flight within the run's time limits.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -30,11 +31,12 @@ import aiohttp
 from azure.core.exceptions import AzureError
 
 from . import watermarks
-from .auth import CredentialFactory, TokenProvider, credential_factory
+from .auth import CredentialFactory, TokenProvider, credential_factory, tenant_credential_factory
 from .blobstore import BlobStore, open_store
 from .budget import RequestBudget
 from .errors import CollectorError, ConfigError, StateConflictError
 from .graph import GraphClient, RetryPolicy, send_tracing
+from .lanes import Lane, lanes
 from .layout import last_run_name, part_blob_name, state_blob_name
 from .lease import SourceLease
 from .metrics import RunMetrics
@@ -47,7 +49,6 @@ from .reports import RunReport, SourceReport, failed_in_a_row
 from .scheduler import Deadlines, Scheduler
 from .settings import Settings, check_start
 from .settling import Settlement
-from .sources import Source
 from .state import PROVISIONAL, SETTLE, Claim, StateBlob, state_from_document
 from .timefmt import format_instant
 from .windows import Window, run_end, settle_horizon
@@ -64,6 +65,7 @@ async def run_cycle(
     settings: Settings,
     now: datetime | None = None,
     *,
+    tenants: tuple[str, ...] | None = None,
     retry: RetryPolicy | None = None,
     graph_credentials: CredentialFactory | None = None,
     storage_credentials: CredentialFactory | None = None,
@@ -72,70 +74,123 @@ async def run_cycle(
     metrics: RunMetrics | None = None,
     progress: View | None = None,
 ) -> RunReport:
-    """Collect every configured source up to ``now - lag`` (``now`` defaults to the clock).
+    """Collect every lane up to ``now - lag`` (``now`` defaults to the clock): each configured
+    source, of the identity's own tenant or, in multi-tenant mode, of each tenant of
+    ``tenants`` (default: ``COLLECTOR_TENANTS``), every tenant with its own token and budget.
 
     Raises ``ConfigError``, before anything is requested or written, for a
-    ``COLLECTOR_START`` Graph cannot serve where every source would begin.
+    ``COLLECTOR_START`` Graph cannot serve where every lane would begin.
     ``budget_period`` is the period the request limits apply to: 60 s, except in benchmarks
     that scale Graph's minute down; ``budget_margin`` widens it for arrival jitter.
-    ``metrics``: where each source's run is recorded (default: the global meter provider,
+    ``metrics``: where each lane's run is recorded (default: the global meter provider,
     which records nothing unless one is set). ``progress``: how progress is shown while the
-    run works (default: ``LogView``, a line per source every 30 s).
+    run works (default: ``LogView``, a line per lane every 30 s).
     """
     moment = (now or datetime.now(UTC)).astimezone(UTC)
+    chosen = settings.tenants if tenants is None else tenants
+    every = tuple(lane for t in chosen or (None,) for lane in lanes(settings.sources, t))
+    shown: list[SourceProgress] = []
+    async with open_store(settings.storage, settings.container, storage_credentials) as store:
+        refused = await _refused_starts(settings, every, store, moment)
+        await store.ensure_container()
+        async with aiohttp.ClientSession(trace_configs=[send_tracing()]) as session:
+            tenant_run = functools.partial(
+                _collect_tenant,
+                settings,
+                moment,
+                session,
+                store,
+                refused,
+                shown,
+                retry=retry,
+                budget_period=budget_period,
+                budget_margin=budget_margin,
+            )
+            async with _showing(progress or LogView(), shown):
+                per_tenant = await asyncio.gather(
+                    *(
+                        tenant_run(t, graph_credentials or _graph_credentials(settings, t))
+                        for t in chosen or (None,)
+                    )
+                )
+        reports = [report for tenant_reports in per_tenant for report in tenant_reports]
+        await _record_runs(store, every, reports, moment, metrics or RunMetrics())
+    return RunReport(reports)
+
+
+def _graph_credentials(settings: Settings, tenant: str | None) -> CredentialFactory:
+    """The identity's own credential, or in a customer tenant the multi-tenant app's."""
+    if tenant is None:
+        return credential_factory(settings.identity_client_id)
+    if settings.app_client_id is None:
+        raise ConfigError("COLLECTOR_APP_CLIENT_ID", None, "required to collect other tenants")
+    return tenant_credential_factory(tenant, settings.app_client_id, settings.identity_client_id)
+
+
+async def _collect_tenant(
+    settings: Settings,
+    now: datetime,
+    session: aiohttp.ClientSession,
+    store: BlobStore,
+    refused: dict[Lane, str],
+    shown: list[SourceProgress],
+    tenant: str | None,
+    credentials: CredentialFactory,
+    *,
+    retry: RetryPolicy | None,
+    budget_period: float,
+    budget_margin: float,
+) -> list[SourceReport]:
+    """Collect every source of one tenant: Graph's request limits apply per tenant, so each
+    tenant has its own budget (and its own token)."""
     budget = RequestBudget(
         settings.requests_per_minute_per_log,
         settings.requests_per_minute,
         budget_period,
         margin=budget_margin,
     )
-    cycle = _Cycle(settings, moment, budget.span)
-    tokens = TokenProvider(
-        graph_credentials or credential_factory(settings.identity_client_id), settings.graph_scope
+    cycle = _Cycle(settings, now, budget.span, shown)
+    tokens = TokenProvider(credentials, settings.graph_scope)
+    graph = GraphClient(
+        session,
+        tokens,
+        settings.graph_endpoint,
+        timeout=settings.graph_timeout,
+        retry=retry,
+        budget=budget,
     )
     try:
-        async with open_store(settings.storage, settings.container, storage_credentials) as store:
-            refused = await _refused_starts(settings, store, moment)
-            await store.ensure_container()
-            async with aiohttp.ClientSession(trace_configs=[send_tracing()]) as session:
-                graph = GraphClient(
-                    session,
-                    tokens,
-                    settings.graph_endpoint,
-                    timeout=settings.graph_timeout,
-                    retry=retry,
-                    budget=budget,
+        return list(
+            await asyncio.gather(
+                *(
+                    cycle.collect(lane, graph, store, refused.get(lane))
+                    for lane in lanes(settings.sources, tenant)
                 )
-                async with _showing(progress or LogView(), cycle.progress):
-                    reports = await asyncio.gather(
-                        *(
-                            cycle.collect(source, graph, store, refused.get(source.name))
-                            for source in settings.sources
-                        )
-                    )
-            await _record_runs(store, settings.sources, reports, moment, metrics or RunMetrics())
+            )
+        )
     finally:
         await tokens.close()
-    return RunReport(list(reports))
 
 
-async def _refused_starts(settings: Settings, store: BlobStore, now: datetime) -> dict[str, str]:
-    """The sources that would begin at a ``COLLECTOR_START`` Graph cannot serve, with why.
+async def _refused_starts(
+    settings: Settings, every: tuple[Lane, ...], store: BlobStore, now: datetime
+) -> dict[Lane, str]:
+    """The lanes that would begin at a ``COLLECTOR_START`` Graph cannot serve, with why.
 
-    Reads only. When every source would (a new deployment), raises ``ConfigError``: the run
-    is refused before anything is written. Otherwise those sources fail and the others,
+    Reads only. When every lane would (a new deployment), raises ``ConfigError``: the run
+    is refused before anything is written. Otherwise those lanes fail and the others,
     which ignore the start once they have a watermark, are collected as usual.
     """
     try:
         check_start(settings.start, now)
     except ConfigError as exc:
         new = [
-            source.name
-            for source in settings.sources
-            if state_from_document((await store.read_json(state_blob_name(source)))[0]).watermark
+            lane
+            for lane in every
+            if state_from_document((await store.read_json(state_blob_name(lane)))[0]).watermark
             is None
         ]
-        if len(new) == len(settings.sources):
+        if len(new) == len(every):
             raise
         return dict.fromkeys(new, str(exc))
     return {}
@@ -143,31 +198,31 @@ async def _refused_starts(settings: Settings, store: BlobStore, now: datetime) -
 
 async def _record_runs(
     store: BlobStore,
-    sources: tuple[Source, ...],
+    every: tuple[Lane, ...],
     reports: list[SourceReport],
     now: datetime,
     metrics: RunMetrics,
 ) -> None:
-    """Leave how each source's run went: its last-run record, for ``status`` (a yielding run
+    """Leave how each lane's run went: its last-run record, for ``status`` (a yielding run
     leaves the owner's), and its metrics, for the alerts. Nothing here fails the run."""
-    for source, report in zip(sources, reports, strict=True):
+    for lane, report in zip(every, reports, strict=True):
         in_a_row = 0
         if report.status == "failed":
             previous: dict[str, Any] | None = None
             try:
-                previous, _ = await store.read_json(last_run_name(source))
+                previous, _ = await store.read_json(last_run_name(lane))
             except Exception as exc:  # unreadable: count this failure alone
-                log.warning("%s: could not read the last run's record: %s", source.name, exc)
+                log.warning("%s: could not read the last run's record: %s", lane.name, exc)
             in_a_row = failed_in_a_row(previous)
         try:
             if report.status != "yielded":
-                await store.put_json(last_run_name(source), report.record(now, in_a_row))
+                await store.put_json(last_run_name(lane), report.record(now, in_a_row))
         except AzureError as exc:
-            log.warning("%s: could not record the run for status: %s", source.name, exc)
+            log.warning("%s: could not record the run for status: %s", lane.name, exc)
         try:
             metrics.record(report, now, in_a_row)
         except Exception as exc:  # telemetry must never fail a collection
-            log.warning("%s: could not record the run's metrics: %s", source.name, exc)
+            log.warning("%s: could not record the run's metrics: %s", lane.name, exc)
 
 
 @asynccontextmanager
@@ -196,43 +251,49 @@ async def _showing(view: View, sources: list[SourceProgress]) -> AsyncIterator[N
 class _Cycle:
     """What every source of one cycle shares: settings, 'now', run id and time limits."""
 
-    def __init__(self, settings: Settings, now: datetime, budget_span: float = 61.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        now: datetime,
+        budget_span: float,
+        progress: list[SourceProgress],
+    ) -> None:
         self.settings = settings
         self.now = now
         self.run_id = uuid.uuid4().hex[:12]
         self.deadlines = Deadlines.after(settings.time_budget)
         self.budget_span = budget_span
         """Seconds each span of the request budget lasts (``RequestBudget.span``)."""
-        self.progress: list[SourceProgress] = []
-        """Every source's progress, as the sources begin."""
+        self.progress = progress
+        """Every lane's progress, as the lanes begin (shared by the run's tenants)."""
 
     async def collect(
-        self, source: Source, graph: GraphClient, store: BlobStore, refused: str | None = None
+        self, lane: Lane, graph: GraphClient, store: BlobStore, refused: str | None = None
     ) -> SourceReport:
-        """Collect one source; errors end this source only and are reported, not raised.
-        ``refused``: why the settings do not let this source start (it is left alone)."""
-        report = SourceReport(source.name)
+        """Collect one lane; errors end this lane only and are reported, not raised.
+        ``refused``: why the settings do not let this lane start (it is left alone)."""
+        report = SourceReport(lane.source.name, lane.tenant)
         if refused is not None:
             report.status, report.error = "failed", refused
-            log.error("%s: failed: %s", source.name, refused)
+            log.error("%s: failed: %s", lane.name, refused)
             return report
         began = time.monotonic()
-        lease = SourceLease(store, source, self.run_id, self.settings.lease_seconds)
+        lease = SourceLease(store, lane, self.run_id, self.settings.lease_seconds)
         try:
             async with lease.held() as state_blob:
-                await _SourceRun(self, source, graph, store, lease, state_blob, report).run()
+                await _SourceRun(self, lane, graph, store, lease, state_blob, report).run()
         except StateConflictError as exc:
             report.status = "yielded"
-            report.error = f"{exc}; this run leaves {source.name} alone"
-            log.warning("%s: %s", source.name, report.error)
+            report.error = f"{exc}; this run leaves {lane.name} alone"
+            log.warning("%s: %s", lane.name, report.error)
         except (CollectorError, AzureError) as exc:
             report.status = "failed"
-            report.error = str(exc)
-            log.error("%s: failed: %s", source.name, exc)
-        except Exception as exc:  # a bug must not hide the other sources' results
+            report.error = " ".join(str(exc).split())  # one line: Entra ID's span several
+            log.error("%s: failed: %s", lane.name, report.error)
+        except Exception as exc:  # a bug must not hide the other lanes' results
             report.status = "failed"
             report.error = f"unexpected {type(exc).__name__}: {exc}"
-            log.exception("%s: unexpected failure", source.name)
+            log.exception("%s: unexpected failure", lane.name)
         report.seconds = time.monotonic() - began
         return report
 
@@ -244,7 +305,7 @@ class _SourceRun:
     def __init__(
         self,
         cycle: _Cycle,
-        source: Source,
+        lane: Lane,
         graph: GraphClient,
         store: BlobStore,
         lease: SourceLease,
@@ -254,7 +315,7 @@ class _SourceRun:
         settings = cycle.settings
         self._cycle = cycle
         self._settings = settings
-        self._source = source
+        self._lane = lane
         self._store = store
         self._state_blob = state_blob
         self._confirm_lease = lease.confirm
@@ -274,7 +335,7 @@ class _SourceRun:
         self._progress = SourceProgress(report, self._pace, per_log / cycle.budget_span)
         cycle.progress.append(self._progress)
         self._reader = WindowReader(
-            graph, store, source, self._pace, report, lease.confirm, self._scheduler.widen
+            graph, store, lane, self._pace, report, lease.confirm, self._scheduler.widen
         )
 
     async def run(self) -> None:
@@ -287,7 +348,7 @@ class _SourceRun:
         self._report.settled_after = state.settled
         redo = watermarks.to_redo(state)
         if redo:
-            log.info("%s: re-reading %d unfinished window(s)", self._source.name, len(redo))
+            log.info("%s: re-reading %d unfinished window(s)", self._lane.name, len(redo))
             self._progress.plan_windows(redo)
             await self._scheduler.run(iter([*redo, None]).__next__, self._provisional)
         # Both phases at once: settling [S, horizon) and reading [max(W, horizon), now - lag)
@@ -318,7 +379,7 @@ class _SourceRun:
         plan = ProvisionalPlan(start, end)
         self._progress.plan_windows(plan.windows)
         if not plan.windows:
-            log.info("%s: up to date (watermark %s)", self._source.name, format_instant(start))
+            log.info("%s: up to date (watermark %s)", self._lane.name, format_instant(start))
         for window in plan.windows:
             self._labels[window] = plan.label(window)
         await self._scheduler.run(plan.next_window, self._provisional)
@@ -327,7 +388,7 @@ class _SourceRun:
         """Claim, read and commit one provisional window, then advance the watermark."""
         await self._state_blob.apply(lambda st: watermarks.claim(st, PROVISIONAL, window))
         blobs, pages = await self._reader.read(
-            window, lambda day: part_blob_name(self._source, day, window)
+            window, lambda day: part_blob_name(self._lane, day, window)
         )
         await self._advance(Claim(PROVISIONAL, window))
         self._progress.read(window, provisional=True)
@@ -336,7 +397,7 @@ class _SourceRun:
     async def _settle(self, window: Window) -> int:
         """Claim and settle one window's days (see ``settling``); return the pages read."""
         await self._state_blob.apply(lambda st: watermarks.claim(st, SETTLE, window))
-        settlement = Settlement(self._store, self._source, window)
+        settlement = Settlement(self._store, self._lane, window)
         blobs, pages = await self._reader.read(
             window,
             settlement.name_for,
@@ -367,7 +428,7 @@ class _SourceRun:
         self._report.blobs += sum(b.created for b in blobs)
         log.info(
             "%s: window%s %s committed: %d rows, %d pages (run so far: %d rows, %d requests)",
-            self._source.name,
+            self._lane.name,
             label,
             window,
             sum(b.rows for b in blobs),

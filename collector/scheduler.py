@@ -90,7 +90,7 @@ class Scheduler:
             log.warning(
                 "%s: time budget of %.0fs reached; stopping at a window boundary, the next "
                 "run continues",
-                self._report.source,
+                self._report.name,
                 self._budget_seconds,
             )
         return True
@@ -178,7 +178,7 @@ class Scheduler:
             log.warning(
                 "%s: %d window(s) still reading at the hard time limit (%.0fs) were stopped; "
                 "the next run reads them again (%.0f rows a day measured)",
-                self._report.source,
+                self._report.name,
                 len(stopped),
                 self._budget_seconds * HARD_LIMIT_FACTOR,
                 self._pace.rows_per_day or 0,

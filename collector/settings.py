@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
+from .auth import authority_url
 from .errors import ConfigError, InstantParseError
+from .lanes import Lane, lanes
 from .sources import SOURCES, Source
 from .timefmt import format_instant, parse_instant
 
@@ -43,6 +45,9 @@ OPTIONAL_SETTINGS: dict[str, str] = {
     "AZURE_CLIENT_ID": "unset: the system-assigned identity",
     "COLLECTOR_STORAGE__clientId": "unset: the system-assigned identity",
     "COLLECTOR_STORAGE__blobServiceUri": "the alternative to COLLECTOR_STORAGE",
+    "COLLECTOR_TENANTS": "unset: single-tenant mode, the identity's own tenant",
+    "COLLECTOR_APP_CLIENT_ID": "unset: single-tenant mode (required with COLLECTOR_TENANTS)",
+    "AZURE_AUTHORITY_HOST": "unset: login.microsoftonline.com (azure-identity's own setting)",
 }
 """Settings without a default that may stay unset, and what that means."""
 
@@ -64,6 +69,9 @@ SETTING_NAMES: tuple[str, ...] = (
     "GRAPH_REQUESTS_PER_MINUTE_PER_LOG",
     "GRAPH_REQUESTS_PER_MINUTE",
     "COLLECTOR_WINDOWS_IN_FLIGHT",
+    "COLLECTOR_TENANTS",
+    "COLLECTOR_APP_CLIENT_ID",
+    "AZURE_AUTHORITY_HOST",
 )
 """Every setting the collector reads."""
 
@@ -101,6 +109,18 @@ class Settings:
     requests_per_minute_per_log: int
     requests_per_minute: int
     windows_in_flight: int
+    tenants: tuple[str, ...] = ()
+    """Customer tenants (lowercase GUIDs) collected through the multi-tenant app; empty:
+    single-tenant mode, the managed identity's own tenant."""
+    app_client_id: str | None = None
+    """The multi-tenant app registration whose federated credential trusts the identity."""
+    authority: str = "https://login.microsoftonline.com"
+    """Entra ID's authority (``AZURE_AUTHORITY_HOST``, which azure-identity reads itself)."""
+
+    @property
+    def lanes(self) -> tuple[Lane, ...]:
+        """Every lane: each source of each tenant (of the identity's own, single-tenant)."""
+        return tuple(lane for t in self.tenants or (None,) for lane in lanes(self.sources, t))
 
     @property
     def graph_scope(self) -> str:
@@ -148,6 +168,59 @@ def _guid(name: str, raw: str | None) -> str | None:
     if raw is None or _GUID.fullmatch(raw):
         return raw
     raise ConfigError(name, raw, "a client id (GUID) of a user-assigned managed identity")
+
+
+def _tenants(env: Mapping[str, str], identity: str | None) -> tuple[tuple[str, ...], str | None]:
+    """``COLLECTOR_TENANTS`` and ``COLLECTOR_APP_CLIENT_ID``, checked together."""
+    raw = _get(env, "COLLECTOR_TENANTS")
+    app = _app_client_id(env)
+    if raw is None:
+        return (), app
+    tenants = [t.strip().lower() for t in raw.split(",")]
+    if not all(is_tenant_id(t) for t in tenants) or len(set(tenants)) != len(tenants):
+        raise ConfigError(
+            "COLLECTOR_TENANTS", raw, "a comma-separated list of distinct tenant ids (GUIDs)"
+        )
+    if app is None:
+        raise ConfigError(
+            "COLLECTOR_APP_CLIENT_ID",
+            None,
+            "the multi-tenant app's client id: COLLECTOR_TENANTS needs it to reach other tenants",
+        )
+    if identity is None:
+        raise ConfigError(
+            "AZURE_CLIENT_ID",
+            None,
+            "the client id of the user-assigned managed identity the app's federated "
+            "credential trusts: COLLECTOR_TENANTS needs it",
+        )
+    return tuple(tenants), app
+
+
+def _app_client_id(env: Mapping[str, str]) -> str | None:
+    raw = _get(env, "COLLECTOR_APP_CLIENT_ID")
+    if raw is not None and not _GUID.fullmatch(raw):
+        raise ConfigError(
+            "COLLECTOR_APP_CLIENT_ID",
+            raw,
+            "the application (client) id, a GUID, of the multi-tenant app",
+        )
+    return None if raw is None else raw.lower()
+
+
+def load_app_client_id(env: Mapping[str, str]) -> str:
+    """``COLLECTOR_APP_CLIENT_ID`` alone (for ``consent-url``, which needs nothing else)."""
+    app = _app_client_id(env)
+    if app is None:
+        raise ConfigError(
+            "COLLECTOR_APP_CLIENT_ID", None, "the multi-tenant app's client id (a GUID)"
+        )
+    return app
+
+
+def is_tenant_id(text: str) -> bool:
+    """True for a tenant id as Entra ID writes it (a GUID)."""
+    return _GUID.fullmatch(text) is not None
 
 
 def _sources(raw: str | None) -> tuple[Source, ...]:
@@ -236,12 +309,14 @@ def check_start(start: datetime | None, now: datetime) -> None:
 
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Validate ``env`` (os.environ or app settings) and return the collector's settings."""
+    identity = _guid("AZURE_CLIENT_ID", _get(env, "AZURE_CLIENT_ID"))
+    tenants, app = _tenants(env, identity)
     return Settings(
         graph_endpoint=_endpoint("GRAPH_ENDPOINT", _get(env, "GRAPH_ENDPOINT"), allow_path=False),
         graph_timeout=float(
             _int("GRAPH_TIMEOUT_SECONDS", _get(env, "GRAPH_TIMEOUT_SECONDS"), 1, 600)
         ),
-        identity_client_id=_guid("AZURE_CLIENT_ID", _get(env, "AZURE_CLIENT_ID")),
+        identity_client_id=identity,
         sources=_sources(_get(env, "COLLECTOR_SOURCES")),
         storage=_storage(env),
         container=_container(_get(env, "COLLECTOR_CONTAINER")),
@@ -276,6 +351,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         windows_in_flight=_int(
             "COLLECTOR_WINDOWS_IN_FLIGHT", _get(env, "COLLECTOR_WINDOWS_IN_FLIGHT"), 1, 16
         ),
+        tenants=tenants,
+        app_client_id=app,
+        authority=authority_url(env),
     )
 
 

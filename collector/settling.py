@@ -17,6 +17,7 @@ from typing import Any
 
 from .blobstore import BlobStore
 from .keyindex import KeyIndex, Seen
+from .lanes import Lane
 from .layout import (
     day_prefix,
     is_collector_blob,
@@ -26,7 +27,6 @@ from .layout import (
 )
 from .partitions import CommittedBlob
 from .rows import key_of_line
-from .sources import Source
 from .timefmt import format_instant
 from .windows import Window, window_days
 
@@ -55,9 +55,9 @@ class DaySettle:
 class Settlement:
     """The settle pass over the days of one window."""
 
-    def __init__(self, store: BlobStore, source: Source, window: Window) -> None:
+    def __init__(self, store: BlobStore, lane: Lane, window: Window) -> None:
         self._store = store
-        self._source = source
+        self._lane = lane
         self._window = window
         self.days: dict[date, DaySettle] = {}
 
@@ -70,12 +70,12 @@ class Settlement:
         """Find, per day, whether it is final, only lacks its manifest, or needs reading;
         for the latter, index the rows its blobs hold. Return whether Graph must be read."""
         for day in window_days(self._window):
-            document, _ = await self._store.read_json(manifest_name(self._source, day))
+            document, _ = await self._store.read_json(manifest_name(self._lane, day))
             if document is not None:
                 self.days[day] = DaySettle(day, None, final=True)
                 continue
             listed = await self._listed(day)
-            settle_blob = listed.get(settle_blob_name(self._source, day))
+            settle_blob = listed.get(settle_blob_name(self._lane, day))
             if settle_blob is not None:
                 # Written by an earlier attempt: its counts are in its metadata.
                 self.days[day] = DaySettle(
@@ -89,22 +89,22 @@ class Settlement:
             index = KeyIndex()
             for name in sorted(listed):
                 async for line in self._store.read_lines(name):
-                    index.add(key_of_line(self._source, line), line)
+                    index.add(key_of_line(self._lane.source, line), line)
             self.days[day] = DaySettle(day, index)
         return self.needs_read
 
     async def _listed(self, day: date) -> dict[str, dict[str, str]]:
         """The collector's data blobs of ``day`` with their metadata."""
-        listed = await self._store.list_with_metadata(day_prefix(self._source, day))
+        listed = await self._store.list_with_metadata(day_prefix(self._lane, day))
         return {name: meta for name, meta in listed.items() if is_collector_blob(name)}
 
     def name_for(self, day: date) -> str:
         """The blob a settle read writes a day's rows to."""
         if day in self.days:
-            return settle_blob_name(self._source, day)
+            return settle_blob_name(self._lane, day)
         # Rows outside the window (not expected from Graph) keep a window-named blob, so
         # they never take the name of another day's settle blob.
-        return part_blob_name(self._source, day, self._window)
+        return part_blob_name(self._lane, day, self._window)
 
     def keep(self, day: date, keys: list[str], lines: list[bytes]) -> list[bytes]:
         """The lines of a page to write for ``day``: the rows its blobs do not hold yet."""
@@ -125,7 +125,7 @@ class Settlement:
                     settling.changed_keys.append(key)
                     log.warning(
                         "%s: row %s of %s came back with other content; the archived one is kept",
-                        self._source.name,
+                        self._lane.name,
                         key,
                         day,
                     )
@@ -156,19 +156,19 @@ class Settlement:
             listed = await self._listed(settling.day)
             blobs = {name: int(meta.get("rows", "0")) for name, meta in listed.items()}
             document = manifest_document(
-                self._source, self._window, settling, blobs, lateness, datetime.now(UTC)
+                self._lane, self._window, settling, blobs, lateness, datetime.now(UTC)
             )
-            name = manifest_name(self._source, settling.day)
+            name = manifest_name(self._lane, settling.day)
             if not await self._store.create_json(name, document):
                 log.info(
-                    "%s: %s is final already (another attempt wrote it)", self._source.name, name
+                    "%s: %s is final already (another attempt wrote it)", self._lane.name, name
                 )
             marked += 1
         return marked
 
 
 def manifest_document(
-    source: Source,
+    lane: Lane,
     window: Window,
     settled: DaySettle,
     blobs: dict[str, int],
@@ -180,7 +180,8 @@ def manifest_document(
     day = settled.day
     day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     return {
-        "source": source.name,
+        "source": lane.source.name,
+        **({"tenant": lane.tenant} if lane.tenant else {}),
         "date": day.isoformat(),
         "status": "settled",
         "blobs": [{"name": name, "rows": rows} for name, rows in sorted(blobs.items())],

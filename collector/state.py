@@ -1,5 +1,5 @@
-"""A source's state blob: its progress (and its lease's fields), changed only by conditional
-writes.
+"""A lane's state blob (one source of one tenant): its progress (and its lease's fields),
+changed only by conditional writes.
 
 ``watermark``: the first instant not yet read at all. ``settled``: every day before it was
 re-read after the lateness horizon and is final. ``claims``: the windows being written
@@ -21,8 +21,8 @@ from typing import Any
 
 from .blobstore import BlobStore
 from .errors import StateConflictError
+from .lanes import Lane
 from .layout import state_blob_name
-from .sources import Source
 from .timefmt import format_instant, parse_instant
 from .windows import Window
 
@@ -66,10 +66,11 @@ def _instant(text: str | None) -> datetime | None:
     return None if text is None else parse_instant(text)
 
 
-def state_to_document(source: Source, state: SourceState) -> dict[str, Any]:
+def state_to_document(lane: Lane, state: SourceState) -> dict[str, Any]:
     """Return the JSON document stored for ``state``."""
     return {
-        "source": source.name,
+        "source": lane.source.name,
+        **({"tenant": lane.tenant} if lane.tenant else {}),
         "watermark": _stamp(state.watermark),
         "settled": _stamp(state.settled),
         "claims": [
@@ -132,7 +133,7 @@ _Queued = tuple[Change, "asyncio.Future[SourceState]"]
 
 
 class StateBlob:
-    """One source's state blob: read once, then changed only by writes conditional on its
+    """One lane's state blob: read once, then changed only by writes conditional on its
     ETag, so a run that another run took the source over from cannot write it any more.
 
     Changes queued while a write is in flight go out together in the next one (windows that
@@ -141,11 +142,11 @@ class StateBlob:
     """
 
     def __init__(
-        self, store: BlobStore, source: Source, stamp: Callable[[SourceState], SourceState]
+        self, store: BlobStore, lane: Lane, stamp: Callable[[SourceState], SourceState]
     ) -> None:
         self._store = store
-        self._source = source
-        self._name = state_blob_name(source)
+        self._lane = lane
+        self._name = state_blob_name(lane)
         self._stamp = stamp
         self._etag: str | None = None
         self._lock = asyncio.Lock()
@@ -191,12 +192,12 @@ class StateBlob:
     async def _write(self, batch: list[_Queued]) -> SourceState:
         """Apply ``batch``'s changes in order and write the result once (lock held)."""
         if self.lost is not None:
-            raise StateConflictError(f"lost the state of {self._source.name}") from self.lost
+            raise StateConflictError(f"lost the state of {self._lane.name}") from self.lost
         new = self.current
         for change, _ in batch:
             new = replace(new, **change(new))
         new = self._stamp(new)
-        document = state_to_document(self._source, new)
+        document = state_to_document(self._lane, new)
         began = time.monotonic()
         try:
             self._etag = await self._store.write_json(self._name, document, self._etag)
@@ -222,7 +223,7 @@ class StateBlob:
             new = replace(self.current, **change(self.current))
             try:
                 self._etag = await self._store.write_json(
-                    self._name, state_to_document(self._source, new), self._etag
+                    self._name, state_to_document(self._lane, new), self._etag
                 )
             except StateConflictError:
                 document, etag = await self._store.read_json(self._name)
@@ -231,6 +232,6 @@ class StateBlob:
                     raise
                 new = replace(landed, **change(landed))  # keep what landed
                 self._etag = await self._store.write_json(
-                    self._name, state_to_document(self._source, new), etag
+                    self._name, state_to_document(self._lane, new), etag
                 )
             self.current = new

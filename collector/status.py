@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 
+from .auth import consent_url
 from .blobstore import BlobStore, open_store
 from .health import SourceHealth, day_marks, judge
+from .lanes import Lane
 from .layout import day_prefix, last_run_name, manifest_day, manifest_prefix, state_blob_name
 from .settings import Settings
-from .sources import Source
 from .state import state_from_document
 
 STALE_AFTER = timedelta(hours=3)
@@ -20,34 +21,49 @@ hourly runs leave it up to an hour behind, and a throttled or slow run may take 
 async def collect_health(
     settings: Settings, now: datetime, days: int, max_lag: timedelta | None = None
 ) -> list[SourceHealth]:
-    """Judge every configured source as of ``now`` over the last ``days`` days."""
+    """Judge every lane (each source, of each tenant) as of ``now`` over the last ``days``
+    days."""
     limit = max_lag if max_lag is not None else settings.lag + STALE_AFTER
+
+    def consent(lane: Lane) -> str | None:
+        if lane.tenant is None or settings.app_client_id is None:
+            return None
+        return consent_url(lane.tenant, settings.app_client_id, settings.authority)
+
     async with open_store(settings.storage, settings.container) as store:
         return list(
             await asyncio.gather(
-                *(_source_health(store, s, now, days, limit) for s in settings.sources)
+                *(
+                    _lane_health(store, lane, now, days, limit, consent(lane))
+                    for lane in settings.lanes
+                )
             )
         )
 
 
-async def _source_health(
-    store: BlobStore, source: Source, now: datetime, days: int, max_lag: timedelta
+async def _lane_health(
+    store: BlobStore,
+    lane: Lane,
+    now: datetime,
+    days: int,
+    max_lag: timedelta,
+    consent: str | None,
 ) -> SourceHealth:
-    document, _ = await store.read_json(state_blob_name(source))
+    document, _ = await store.read_json(state_blob_name(lane))
     state = state_from_document(document)
-    last_run, _ = await store.read_json(last_run_name(source))
+    last_run, _ = await store.read_json(last_run_name(lane))
     first = now.date() - timedelta(days=days - 1)
-    manifests = await store.list_with_metadata(manifest_prefix(source))
+    manifests = await store.list_with_metadata(manifest_prefix(lane))
     settled = {manifest_day(name) for name in manifests}
     window = [first + timedelta(days=i) for i in range(days)]
     archived = {
         day
         for day, has in zip(
             window,
-            await asyncio.gather(*(store.has_blobs(day_prefix(source, d)) for d in window)),
+            await asyncio.gather(*(store.has_blobs(day_prefix(lane, d)) for d in window)),
             strict=True,
         )
         if has
     }
     marks = day_marks(first, now.date(), settled, archived, state.watermark)
-    return judge(source.name, state, last_run, marks, now, max_lag)
+    return judge(lane, state, last_run, marks, now, max_lag, consent)

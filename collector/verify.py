@@ -14,10 +14,10 @@ import orjson
 from .blobstore import BlobStore, open_store
 from .errors import RowError
 from .keyindex import KeyIndex
+from .lanes import Lane
 from .layout import day_prefix, is_collector_blob, manifest_day, manifest_name, manifest_prefix
 from .rows import event_ticks
 from .settings import Settings
-from .sources import Source
 from .timefmt import utc_date_of_ticks
 
 
@@ -45,28 +45,29 @@ async def verify(
     last: date | None,
     report: Callable[[DayCheck], None],
 ) -> bool:
-    """Check every settled day of every source in ``[first, last]``; True when all are sound."""
+    """Check every settled day of every lane in ``[first, last]``; True when all are sound."""
     sound = True
     async with open_store(settings.storage, settings.container) as store:
-        for source in settings.sources:
-            manifests = await store.list_with_metadata(manifest_prefix(source))
+        for lane in settings.lanes:
+            manifests = await store.list_with_metadata(manifest_prefix(lane))
             days = sorted(manifest_day(name) for name in manifests)
             for day in days:
                 if (first and day < first) or (last and day > last):
                     continue
-                check = await check_day(store, source, day)
+                check = await check_day(store, lane, day)
                 report(check)
                 sound = sound and not check.problems
     return sound
 
 
-async def check_day(store: BlobStore, source: Source, day: date) -> DayCheck:
+async def check_day(store: BlobStore, lane: Lane, day: date) -> DayCheck:
     """Check one settled day against its manifest."""
-    check = DayCheck(source.name, day)
-    manifest, _ = await store.read_json(manifest_name(source, day))
+    source = lane.source
+    check = DayCheck(lane.name, day)
+    manifest, _ = await store.read_json(manifest_name(lane, day))
     listed: dict[str, int] = {b["name"]: int(b["rows"]) for b in manifest.get("blobs", [])}
     present = {
-        n for n in await store.list_with_metadata(day_prefix(source, day)) if is_collector_blob(n)
+        n for n in await store.list_with_metadata(day_prefix(lane, day)) if is_collector_blob(n)
     }
     for name in sorted(listed.keys() - present):
         check.problems.append(f"{name} is listed but missing")

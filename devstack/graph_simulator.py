@@ -29,7 +29,7 @@ from aiohttp import web
 from collector.errors import InstantParseError
 from collector.timefmt import parse_ticks
 
-from .identity import TokenAuthority
+from .identity import TENANT_ID, TokenAuthority
 from .synthetic import Tenant
 
 PAGE_SIZE = 1000
@@ -112,6 +112,9 @@ class GraphSimulator:
         self, tenant: Tenant, authority: TokenAuthority, page_size: int = PAGE_SIZE
     ) -> None:
         self.tenant = tenant
+        """The identity's home tenant (single-tenant mode)."""
+        self.tenants: dict[str, Tenant] = {TENANT_ID: tenant}
+        """Every tenant served, by id: a token's tenant decides whose rows a request gets."""
         self.authority = authority
         self.page_size = page_size
         self.base_url = ""  # set once the server listens
@@ -123,7 +126,8 @@ class GraphSimulator:
         self.latency = 0.0
         """Seconds each data request takes to answer (Graph's page latency)."""
         self._limits: tuple[int, int, float] | None = None
-        self._started: dict[str, list[float]] = {}
+        self._started: dict[tuple[str, str], list[float]] = {}
+        """Request start times per (tenant, function): Graph's limits apply per tenant."""
         self.windows: list[tuple[str, int, int]] = []
         """(source, fromDateTime, toDateTime) in ticks of every first-page request served."""
         self.arrivals: list[tuple[str, str, int]] = []
@@ -139,20 +143,27 @@ class GraphSimulator:
         with self._lock:
             self._limits = (per_log, per_app, period)
 
-    def _throttled(self, source: str) -> float | None:
-        """Seconds until a slot frees if this request exceeds a limit, else None (counted)."""
+    def _throttled(self, tenant: str, source: str) -> float | None:
+        """Seconds until a slot frees if this request exceeds a limit of its tenant, else None
+        (counted)."""
         if self._limits is None:
             return None
         per_log, per_app, period = self._limits
         now = time.monotonic()
         with self._lock:
-            mine = [t for t in self._started.get(source, []) if t > now - period]
-            every = [t for ts in self._started.values() for t in ts if t > now - period]
+            mine = [t for t in self._started.get((tenant, source), []) if t > now - period]
+            every = [
+                t
+                for (owner, _), ts in self._started.items()
+                if owner == tenant
+                for t in ts
+                if t > now - period
+            ]
             if len(mine) >= per_log or len(every) >= per_app:
                 oldest = mine[0] if len(mine) >= per_log else min(every)
                 return max(0.0, oldest + period - now)
             mine.append(now)
-            self._started[source] = mine
+            self._started[(tenant, source)] = mine
         return None
 
     def chaos(self, rate: float, seed: int, menu: tuple[Fault, ...]) -> None:
@@ -218,7 +229,12 @@ class GraphSimulator:
         if self.on_request is not None:
             self.on_request(self.stats["requests"])
 
-        wait = self._throttled(source)
+        auth = request.headers.get("Authorization", "")
+        token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
+        issued = self.authority.lookup(token)
+        tenant_id = TENANT_ID if issued is None else issued.tenant
+        self.stats[f"requests@{tenant_id}"] += 1
+        wait = self._throttled(tenant_id, source)
         if wait is not None:
             self.stats["throttled"] += 1
             throttled = graph_error(429, "TooManyRequests", "Too many requests.", request_id)
@@ -233,12 +249,7 @@ class GraphSimulator:
             if fault.kind == "revoke":
                 self.authority.revoke_all()  # this very request then meets a real 401
 
-        auth = request.headers.get("Authorization", "")
-        problem = (
-            "no bearer token"
-            if not auth.startswith("Bearer ")
-            else self.authority.problem(auth[len("Bearer ") :], self.base_url)
-        )
+        problem = "no bearer token" if not token else self.authority.problem(token, self.base_url)
         if problem:
             self.stats["unauthorized"] += 1
             return graph_error(
@@ -270,7 +281,7 @@ class GraphSimulator:
             return graph_error(400, "BadRequest", "Invalid $skip.", request_id)
         if skip == 0:
             self.windows.append((source, start, end))
-        rows = self.tenant.rows(source, start, end, inclusive_end=inclusive)
+        rows = self.tenants[tenant_id].rows(source, start, end, inclusive_end=inclusive)
         page = rows[skip : skip + self.page_size]
         body: dict[str, Any] = {
             "@odata.context": f"{self.base_url}/{match['version']}/$metadata#Collection(microsoft.graph.callRecords.row)",

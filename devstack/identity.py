@@ -34,6 +34,9 @@ class IssuedToken:
     client_id: str | None
     issued_at: float
     expires_at: float
+    tenant: str = TENANT_ID
+    """The tenant the token is for: the identity's home tenant, or a customer tenant the
+    multi-tenant app signed in to (``devstack.directory``)."""
 
 
 class TokenAuthority:
@@ -48,22 +51,24 @@ class TokenAuthority:
         self.issued = 0
         self.issued_for: Counter[str] = Counter()
 
-    def issue(self, resource: str, client_id: str | None) -> tuple[str, IssuedToken]:
-        """Mint a token for ``resource``.
+    def issue(
+        self, resource: str, client_id: str | None, tenant: str = TENANT_ID
+    ) -> tuple[str, IssuedToken]:
+        """Mint a token for ``resource`` in ``tenant``.
 
         Tokens are shaped like Entra ID access tokens (a JWT with ``aud``, ``iss``, ``nbf``,
         ``exp``), which is what Azurite's OAuth mode checks; the simulator instead looks the
         token up in this authority's own table.
         """
         now = time.time()
-        info = IssuedToken(resource.rstrip("/"), client_id, now, now + self.lifetime)
+        info = IssuedToken(resource.rstrip("/"), client_id, now, now + self.lifetime, tenant)
         claims = {
             "aud": info.resource,
-            "iss": f"https://sts.windows.net/{TENANT_ID}/",
+            "iss": f"https://sts.windows.net/{tenant}/",
             "iat": int(now),
             "nbf": int(now) - 60,
             "exp": int(info.expires_at),
-            "tid": TENANT_ID,
+            "tid": tenant,
             "appid": client_id or SYSTEM_IDENTITY,
             "oid": client_id or SYSTEM_IDENTITY,
             "jti": secrets.token_hex(8),
@@ -86,6 +91,11 @@ class TokenAuthority:
         """Make every token issued so far invalid (Graph then answers 401)."""
         with self._lock:
             self._revoked_before = time.time()
+
+    def lookup(self, token: str) -> IssuedToken | None:
+        """What this authority issued ``token`` as (None: not one of its tokens)."""
+        with self._lock:
+            return self._tokens.get(token)
 
     def problem(self, token: str, audience: str) -> str | None:
         """Return why ``token`` is not valid for ``audience``, or None when it is."""

@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import ssl
+import tempfile
 import threading
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
 
 from .azurite import Azurite
+from .directory import Directory
 from .graph_simulator import GraphSimulator
 from .identity import TokenAuthority, identity_app
 from .synthetic import Tenant
+from .tls import self_signed_certificate
 
 T = TypeVar("T")
 
@@ -29,14 +34,14 @@ class ServerThread:
         self._runners: list[web.AppRunner] = []
         self._thread.start()
 
-    def serve(self, app: web.Application) -> int:
-        """Start serving ``app`` on a free port and return the port."""
-        return self._call(self._serve(app))
+    def serve(self, app: web.Application, tls: ssl.SSLContext | None = None) -> int:
+        """Start serving ``app`` on a free port (HTTPS with ``tls``) and return the port."""
+        return self._call(self._serve(app, tls))
 
-    async def _serve(self, app: web.Application) -> int:
+    async def _serve(self, app: web.Application, tls: ssl.SSLContext | None) -> int:
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
         await site.start()
         self._runners.append(runner)
         server = site._server  # the bound port is only known after start()
@@ -73,10 +78,41 @@ class GraphStack:
         self.graph_url = f"http://127.0.0.1:{graph_port}"
         self.simulator.base_url = self.graph_url
         self.identity_endpoint = f"http://127.0.0.1:{identity_port}/msi/token"
+        self.directory: Directory | None = None
+        """The multi-tenant app's token endpoint, once ``add_directory`` started it."""
+        self._directory_env: dict[str, str] = {}
+        self._certificates: tempfile.TemporaryDirectory[str] | None = None
 
     def serve(self, app: web.Application) -> int:
         """Serve another application (e.g. a test proxy) on this stack's thread; return its port."""
         return self._servers.serve(app)
+
+    def add_directory(
+        self,
+        app_client_id: str,
+        identity_client_id: str,
+        tenants: Mapping[str, Tenant],
+        consented: Iterable[str],
+    ) -> Directory:
+        """Serve ``tenants`` (besides the home tenant) behind a local Entra ID token endpoint
+        for the multi-tenant app ``app_client_id``, whose federated credential trusts the
+        managed identity ``identity_client_id``; ``consented``: the tenants that granted it.
+        ``env()`` then points azure-identity at it (HTTPS, trusted via ``SSL_CERT_FILE``)."""
+        for tenant_id, tenant in tenants.items():
+            self.simulator.tenants[tenant_id] = tenant
+        self.directory = Directory(
+            self.authority, app_client_id, identity_client_id, set(consented), set(tenants)
+        )
+        self._certificates = tempfile.TemporaryDirectory(prefix="devstack-tls-")
+        cert, key = self_signed_certificate(Path(self._certificates.name))
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(cert, key)
+        port = self._servers.serve(self.directory.app(), tls)
+        self._directory_env = {
+            "AZURE_AUTHORITY_HOST": f"https://127.0.0.1:{port}",
+            "SSL_CERT_FILE": str(cert),
+        }
+        return self.directory
 
     @property
     def tenant(self) -> Tenant:
@@ -89,11 +125,14 @@ class GraphStack:
             "GRAPH_ENDPOINT": self.graph_url,
             "IDENTITY_ENDPOINT": self.identity_endpoint,
             "IDENTITY_HEADER": self.identity_header,
+            **self._directory_env,
         }
 
     def stop(self) -> None:
-        """Stop both servers."""
+        """Stop every server."""
         self._servers.stop()
+        if self._certificates is not None:
+            self._certificates.cleanup()
 
 
 class LocalStack:

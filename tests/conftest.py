@@ -127,20 +127,24 @@ class Stack:
         return None if state is None else str(state["watermark"])
 
 
-def data_rows(blobs: Mapping[str, bytes], source: str) -> list[tuple[str, dict[str, Any]]]:
-    """Every archived row of ``source`` with the blob it is in."""
+def data_rows(
+    blobs: Mapping[str, bytes], source: str, tenant: str | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """Every archived row of ``source`` (of ``tenant``, in multi-tenant mode) with its blob."""
     found: list[tuple[str, dict[str, Any]]] = []
+    folder = f"{source}/" if tenant is None else f"{source}/tenant={tenant}/"
     for name, content in blobs.items():
-        if name.startswith(f"{source}/"):
+        if name.startswith(folder):
             assert content.endswith(b"\n"), f"{name} does not end with a newline"
             found.extend((name, json.loads(line)) for line in content.decode("utf-8").splitlines())
     return found
 
 
-def partition_of(source: str, row: Mapping[str, Any]) -> str:
+def partition_of(source: str, row: Mapping[str, Any], tenant: str | None = None) -> str:
     """The folder a row belongs in, by the UTC date of its event time."""
     day: date = utc_date_of_ticks(parse_ticks(row[SOURCES[source].event_field]))
-    return f"{source}/year={day.year:04d}/month={day.month:02d}/day={day.day:02d}/"
+    folder = source if tenant is None else f"{source}/tenant={tenant}"
+    return f"{folder}/year={day.year:04d}/month={day.month:02d}/day={day.day:02d}/"
 
 
 def assert_archive_matches(
@@ -150,17 +154,19 @@ def assert_archive_matches(
     end: str,
     blobs: Mapping[str, bytes] | None = None,
     not_yet: Set[str] = frozenset(),
+    tenant: str | None = None,
 ) -> int:
-    """Assert the archive of ``source`` holds exactly the simulator's rows of ``[start, end)``
-    (less the ids in ``not_yet``), each once, equal as JSON and in its date partition;
-    return the row count."""
+    """Assert the archive of ``source`` (of ``tenant``: a customer tenant the simulator
+    serves) holds exactly the simulator's rows of ``[start, end)`` (less the ids in
+    ``not_yet``), each once, equal as JSON and in its date partition; return the row count."""
     blobs = stack.blobs() if blobs is None else blobs
+    data = stack.tenant if tenant is None else stack.graph.simulator.tenants[tenant]
     expected = [
         row
-        for row in stack.tenant.rows_between(source, parse_instant(start), parse_instant(end))
+        for row in data.rows_between(source, parse_instant(start), parse_instant(end))
         if row["id"] not in not_yet
     ]
-    archived = data_rows(blobs, source)
+    archived = data_rows(blobs, source, tenant)
     ids = [row["id"] for _, row in archived]
     assert len(ids) == len(set(ids)), f"{source}: {len(ids) - len(set(ids))} duplicate rows"
     by_id = {row["id"]: (name, row) for name, row in archived}
@@ -170,7 +176,7 @@ def assert_archive_matches(
     for row in expected:
         name, stored = by_id[row["id"]]
         assert stored == row, f"{source}: row {row['id']} differs"
-        assert name.startswith(partition_of(source, row)), f"{name} is the wrong partition"
+        assert name.startswith(partition_of(source, row, tenant)), f"{name} is the wrong partition"
     return len(expected)
 
 

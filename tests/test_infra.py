@@ -249,7 +249,8 @@ def test_metric_alerts_name_the_source_and_fire_on_any_row() -> None:
     rules = alert_rules()
     variables = template(ALERTS)["variables"]
     assert variables["perSource"]["value"] == [
-        {"name": "source", "operator": "Include", "values": ["*"]}
+        {"name": "source", "operator": "Include", "values": ["*"]},
+        {"name": "tenant", "operator": "Include", "values": ["*"]},
     ]
     for key, metric in (
         ("watermarkLag", WATERMARK_LAG),
@@ -260,8 +261,8 @@ def test_metric_alerts_name_the_source_and_fire_on_any_row() -> None:
         criterion, query = _criterion(rule), _query(rule)
         assert query.startswith(f"customMetrics | where name == '{metric}' | "), key
         assert (
-            "summarize arg_max(timestamp, value) by source = tostring(customDimensions.source)"
-            in query
+            "summarize arg_max(timestamp, value) by source = tostring(customDimensions.source), "
+            "tenant = tostring(customDimensions.tenant)" in query
         ), key
         assert criterion["dimensions"] == "perSource", key
         assert (criterion["timeAggregation"], criterion["operator"], criterion["threshold"]) == (

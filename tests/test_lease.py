@@ -13,6 +13,7 @@ from azure.storage.blob.aio import BlobServiceClient
 
 from collector.blobstore import BlobStore
 from collector.errors import StateConflictError
+from collector.lanes import Lane
 from collector.lease import SourceLease
 from collector.sources import SOURCES
 from collector.state import PROVISIONAL, Claim, SourceState
@@ -38,7 +39,7 @@ def run_with_lease(azurite: Azurite, seconds: float, body: Any) -> None:
         async with BlobServiceClient.from_connection_string(azurite.connection_string) as svc:
             store = CountingStore(svc.get_container_client(f"lease{next(_names)}"), 1024)
             await store.ensure_container()
-            lease = SourceLease(store, SOURCES["sms"], "run-1", seconds)
+            lease = SourceLease(store, Lane(SOURCES["sms"]), "run-1", seconds)
             await lease.acquire()
             await body(store, lease)
 

@@ -29,7 +29,7 @@ from collector.cli import main
 from collector.errors import ConfigError
 from collector.graph import RetryPolicy
 from collector.metrics import RunMetrics
-from collector.reports import RunReport, failed_in_a_row
+from collector.reports import RunReport, SourceReport, failed_in_a_row
 from collector.runner import run_cycle
 from collector.settings import load_settings
 from collector.telemetry import azure_monitor_provider, run_metrics
@@ -319,3 +319,11 @@ def test_a_run_that_yields_records_only_that_it_yielded(stack: Stack) -> None:
     assert [r.status for r in report.sources] == ["yielded"]
     assert points(reader) == {names.RUNS: {of("pstn", outcome="yielded"): 1}}
     assert "_state/pstn.run.json" not in stack.blobs()  # the owner's record is its own
+
+
+def test_a_tenant_s_lane_carries_its_tenant_as_an_attribute() -> None:
+    reader = InMemoryMetricReader()
+    report = SourceReport("pstn", "aaaaaaaa-1111-4111-8111-000000000001", rows=5)
+    recording(reader).record(report, parse_instant(SECOND), 0)
+    lane = {"source": "pstn", "tenant": "aaaaaaaa-1111-4111-8111-000000000001"}
+    assert points(reader)[names.ROWS] == {tuple(sorted(lane.items())): 5}

@@ -47,15 +47,24 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(a
 var actions = empty(alertEmail) ? [] : [actionGroup.id]
 var invocations = 'requests | where cloud_RoleName =~ \'${functionAppName}\' and operation_Name =~ \'collect_call_logs\''
 
-// The run metrics land in customMetrics (name, value, customDimensions.source), recorded once
-// per source and run. No cloud_RoleName filter: this Application Insights resource serves this
-// app alone, and the metric exporter does not set the Functions host's role name. Each query
-// returns one row per offending source (its latest value in the window, which spans at least
-// two hourly runs), split by source so the alert names it; the rule fires on any row.
-var latestPerSource = 'summarize arg_max(timestamp, value) by source = tostring(customDimensions.source)'
+// The run metrics land in customMetrics (name, value, customDimensions.source and, in
+// multi-tenant mode, customDimensions.tenant), recorded once per lane and run. No
+// cloud_RoleName filter: this Application Insights resource serves this app alone, and the
+// metric exporter does not set the Functions host's role name. Each query returns one row per
+// offending lane (its latest value in the window, which spans at least two hourly runs), split
+// by source and tenant (empty in single-tenant mode) so the alert names them; the rule fires
+// on any row.
+var latestPerSource = 'summarize arg_max(timestamp, value) by source = tostring(customDimensions.source), tenant = tostring(customDimensions.tenant)'
 var perSource = [
   {
     name: 'source'
+    operator: 'Include'
+    values: [
+      '*'
+    ]
+  }
+  {
+    name: 'tenant'
     operator: 'Include'
     values: [
       '*'
