@@ -49,9 +49,12 @@ typecheck: $(VENV)/.installed
 	$(PY) -m mypy
 
 # Offline scan of the Bicep templates (tests/test_infra.py checks what checkov does not).
+# The multi-tenant app module is skipped: checkov's Bicep parser predates the `extension`
+# keyword of the Graph Bicep extension, and checkov has no check of Graph resources;
+# tests/test_infra.py parses and checks it with a current pycep.
 checkov: $(CHECKOV_VENV)/.installed
 	$(CHECKOV_VENV)/bin/checkov --directory infra --framework bicep --skip-download --compact \
-		--quiet
+		--quiet --skip-path infra/modules/multi-tenant-app.bicep
 
 test: lint typecheck checkov node_modules/.installed
 	$(PY) -m pytest

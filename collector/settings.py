@@ -48,6 +48,11 @@ OPTIONAL_SETTINGS: dict[str, str] = {
     "COLLECTOR_TENANTS": "unset: single-tenant mode, the identity's own tenant",
     "COLLECTOR_APP_CLIENT_ID": "unset: single-tenant mode (required with COLLECTOR_TENANTS)",
     "AZURE_AUTHORITY_HOST": "unset: login.microsoftonline.com (azure-identity's own setting)",
+    "AzureWebJobsStorage": "the host's storage (a connection string, locally): multi-tenant "
+    "mode queues its tenants there",
+    "AzureWebJobsStorage__queueServiceUri": "the host's queue endpoint, reached with "
+    "AzureWebJobsStorage__clientId (in Azure)",
+    "AzureWebJobsStorage__clientId": "unset: the system-assigned identity",
 }
 """Settings without a default that may stay unset, and what that means."""
 
@@ -72,6 +77,9 @@ SETTING_NAMES: tuple[str, ...] = (
     "COLLECTOR_TENANTS",
     "COLLECTOR_APP_CLIENT_ID",
     "AZURE_AUTHORITY_HOST",
+    "AzureWebJobsStorage",
+    "AzureWebJobsStorage__queueServiceUri",
+    "AzureWebJobsStorage__clientId",
 )
 """Every setting the collector reads."""
 
@@ -86,6 +94,16 @@ class StorageTarget:
 
     connection_string: str | None = None
     blob_service_uri: str | None = None
+    client_id: str | None = None
+
+
+@dataclass(frozen=True)
+class QueueTarget:
+    """The host's queue service, where multi-tenant mode queues one message per tenant: the
+    Functions host's own storage (``AzureWebJobsStorage``), as the queue trigger uses it."""
+
+    connection_string: str | None = None
+    queue_service_uri: str | None = None
     client_id: str | None = None
 
 
@@ -116,6 +134,8 @@ class Settings:
     """The multi-tenant app registration whose federated credential trusts the identity."""
     authority: str = "https://login.microsoftonline.com"
     """Entra ID's authority (``AZURE_AUTHORITY_HOST``, which azure-identity reads itself)."""
+    queue: QueueTarget | None = None
+    """Where the timer queues the tenants in multi-tenant mode (None: not configured)."""
 
     @property
     def lanes(self) -> tuple[Lane, ...]:
@@ -195,6 +215,16 @@ def _tenants(env: Mapping[str, str], identity: str | None) -> tuple[tuple[str, .
             "credential trusts: COLLECTOR_TENANTS needs it",
         )
     return tuple(tenants), app
+
+
+def _queue(env: Mapping[str, str]) -> QueueTarget | None:
+    conn = _get(env, "AzureWebJobsStorage")
+    uri = _get(env, "AzureWebJobsStorage__queueServiceUri")
+    client_id = _guid("AzureWebJobsStorage__clientId", _get(env, "AzureWebJobsStorage__clientId"))
+    if uri:
+        uri = _endpoint("AzureWebJobsStorage__queueServiceUri", uri, allow_path=True)
+        return QueueTarget(queue_service_uri=uri, client_id=client_id)
+    return QueueTarget(connection_string=conn) if conn else None
 
 
 def _app_client_id(env: Mapping[str, str]) -> str | None:
@@ -354,6 +384,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         tenants=tenants,
         app_client_id=app,
         authority=authority_url(env),
+        queue=_queue(env),
     )
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from datetime import datetime, timedelta
 
 from .auth import consent_url
 from .blobstore import BlobStore, open_store
+from .fanout import POISON, poisoned
 from .health import SourceHealth, day_marks, judge
 from .lanes import Lane
 from .layout import day_prefix, last_run_name, manifest_day, manifest_prefix, state_blob_name
@@ -30,8 +32,9 @@ async def collect_health(
             return None
         return consent_url(lane.tenant, settings.app_client_id, settings.authority)
 
+    gave_up = await poisoned(settings) if settings.tenants else Counter[str]()
     async with open_store(settings.storage, settings.container) as store:
-        return list(
+        health = list(
             await asyncio.gather(
                 *(
                     _lane_health(store, lane, now, days, limit, consent(lane))
@@ -39,6 +42,14 @@ async def collect_health(
                 )
             )
         )
+    for lane_health in health:
+        tenant = lane_health.lane.tenant
+        if tenant is not None and gave_up[tenant]:
+            lane_health.problems.append(
+                f"{gave_up[tenant]} message(s) for this tenant in {POISON}: the host gave up "
+                "on them after repeated failures (the last run's error above says why)"
+            )
+    return health
 
 
 async def _lane_health(

@@ -43,13 +43,15 @@ def wait_for_port(
 
 
 class Azurite:
-    """One in-memory Azurite blob service, started and stopped by this object.
+    """One in-memory Azurite service (``blob``, or ``queue`` for multi-tenant fan-out),
+    started and stopped by this object.
 
     With ``oauth=True`` it serves HTTPS with a self-signed certificate (``cert_file``) and
     accepts Entra-style bearer tokens, as Azure Storage does for managed identities.
     """
 
-    def __init__(self, oauth: bool = False, memory_mb: int = 1024) -> None:
+    def __init__(self, oauth: bool = False, memory_mb: int = 1024, service: str = "blob") -> None:
+        self.service = service
         self.port = 0
         self.oauth = oauth
         self.memory_mb = memory_mb
@@ -67,9 +69,10 @@ class Azurite:
     def connection_string(self) -> str:
         """Connection string of the running emulator."""
         scheme = "https" if self.oauth else "http"
+        endpoint = f"{self.service.capitalize()}Endpoint"
         return (
             f"DefaultEndpointsProtocol={scheme};AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
-            f"BlobEndpoint={self.blob_service_uri};"
+            f"{endpoint}={scheme}://127.0.0.1:{self.port}/{ACCOUNT};"
         )
 
     def _tls_arguments(self) -> list[str]:
@@ -82,7 +85,7 @@ class Azurite:
 
     def start(self, attempts: int = 3) -> None:
         """Start Azurite on a free port (retrying if another process grabbed the port first)."""
-        binary = ROOT / "node_modules" / ".bin" / "azurite-blob"
+        binary = ROOT / "node_modules" / ".bin" / f"azurite-{self.service}"
         if not binary.exists():
             raise RuntimeError(f"{binary} is missing: run `npm ci` (or `make node_modules`) first")
         node = shutil.which("node")
@@ -94,9 +97,9 @@ class Azurite:
             self._process = subprocess.Popen(
                 [
                     str(binary),
-                    "--blobHost",
+                    f"--{self.service}Host",
                     "127.0.0.1",
-                    "--blobPort",
+                    f"--{self.service}Port",
                     str(self.port),
                     "--inMemoryPersistence",
                     "--extentMemoryLimit",

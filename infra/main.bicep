@@ -70,6 +70,12 @@ param archiveImmutabilityLocked bool = false
 @description('Comma-separated subset of sms, direct_routing, pstn.')
 param collectorSources string = 'sms,direct_routing'
 
+@description('Multi-tenant mode: create an app registration whose federated credential trusts the function\'s identity, and collect the tenants of collectorTenants through it (each consents once). Off: the identity\'s own tenant only.')
+param multiTenant bool = false
+
+@description('Multi-tenant mode: comma-separated ids of the customer tenants to collect.')
+param collectorTenants string = ''
+
 @description('Where sources with no watermark start (ISO 8601 UTC); empty: the day before the first run.')
 param collectorStart string = ''
 
@@ -183,6 +189,16 @@ module rbac 'modules/rbac.bicep' = {
   }
 }
 
+module multiTenantApp 'modules/multi-tenant-app.bicep' = if (multiTenant) {
+  name: 'multiTenantApp'
+  scope: rg
+  params: {
+    uniqueName: 'calllogs-collector-${token}'
+    displayName: 'Teams call-log collector (${environmentName})'
+    identityPrincipalId: identity.outputs.principalId
+  }
+}
+
 module function 'modules/function.bicep' = {
   name: 'function'
   scope: rg
@@ -211,6 +227,8 @@ module function 'modules/function.bicep' = {
       COLLECTOR_SCHEDULE: collectorSchedule
       COLLECTOR_TIME_BUDGET_SECONDS: '1200'
       COLLECTOR_LEASE_SECONDS: '300'
+      COLLECTOR_TENANTS: multiTenant ? collectorTenants : ''
+      COLLECTOR_APP_CLIENT_ID: multiTenant ? multiTenantApp.outputs.appId : ''
     }
   }
   dependsOn: [
@@ -247,3 +265,5 @@ output COLLECTOR_CONTAINER string = outputContainerName
 output AZURE_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output AZURE_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output GRAPH_ENDPOINT string = graphEndpoint
+output COLLECTOR_APP_CLIENT_ID string = multiTenant ? multiTenantApp.outputs.appId : ''
+output MULTI_TENANT bool = multiTenant

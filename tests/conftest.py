@@ -210,14 +210,21 @@ def stack(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
 
 
 @functools.cache
-def registered_function() -> Any:
-    """The app's one function, as the host finds it (the SDK validates, and so allows,
-    get_functions() only once)."""
+def _registered_functions() -> dict[str, Any]:
     import function_app
 
-    functions = function_app.app.get_functions()
-    assert len(functions) == 1
-    return functions[0]
+    # The SDK validates, and so allows, get_functions() only once.
+    return {str(f.get_function_name()): f for f in function_app.app.get_functions()}
+
+
+def registered_function(name: str = "collect_call_logs") -> Any:
+    """One of the app's functions, as the host finds it."""
+    return _registered_functions()[name]
+
+
+def registered_function_names() -> set[str]:
+    """Every function the app registers."""
+    return set(_registered_functions())
 
 
 def run_async(coroutine: Any) -> Any:

@@ -189,3 +189,13 @@ def test_a_bad_grant_setting_is_refused(tmp_path: Path, value: str) -> None:
         tmp_path, admin=True, GRANT_GRAPH_PERMISSION=value, GRAPH_ENDPOINT="https://x"
     )
     assert done.returncode == 2 and "GRANT_GRAPH_PERMISSION" in done.stderr
+
+
+def test_multi_tenant_mode_grants_the_identity_nothing_and_says_how_tenants_consent(
+    tmp_path: Path,
+) -> None:
+    app = "5b7c1c2e-8a4d-4c1e-9f3a-2d6e8b0a1c01"
+    done, calls = run_hook(tmp_path, admin=True, MULTI_TENANT="True", COLLECTOR_APP_CLIENT_ID=app)
+    assert done.returncode == 0, done.stderr
+    assert posts(calls) == []
+    assert f"/<tenant id>/adminconsent?client_id={app}" in done.stdout

@@ -10,18 +10,24 @@ from pathlib import Path
 import pytest
 from azure.functions.timer import TimerRequest
 
+from collector.fanout import QUEUE
 from collector.timefmt import format_instant
 from collector.windows import floor_to_midnight
 from devstack.graph_simulator import Fault
 
-from .conftest import Stack, assert_archive_matches, registered_function
+from .conftest import (
+    Stack,
+    assert_archive_matches,
+    registered_function,
+    registered_function_names,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_timer_binding_is_declared_as_documented() -> None:
-    function = registered_function()
-    bindings = json.loads(function.get_function_json())["bindings"]
+def test_the_bindings_are_declared_as_documented() -> None:
+    assert registered_function_names() == {"collect_call_logs", "collect_tenant"}
+    bindings = json.loads(registered_function().get_function_json())["bindings"]
     assert bindings == [
         {
             "name": "timer",
@@ -30,6 +36,17 @@ def test_timer_binding_is_declared_as_documented() -> None:
             "schedule": "%COLLECTOR_SCHEDULE%",
             "runOnStartup": False,
             "useMonitor": True,
+        }
+    ]
+    # The host's own storage, reached as its AzureWebJobsStorage__* settings say (no key).
+    queue = json.loads(registered_function("collect_tenant").get_function_json())["bindings"]
+    assert queue == [
+        {
+            "name": "message",
+            "type": "queueTrigger",
+            "direction": "IN",
+            "queueName": QUEUE,
+            "connection": "AzureWebJobsStorage",
         }
     ]
 
@@ -68,3 +85,8 @@ def test_host_json_is_sensible() -> None:
     assert 0 < hours * 60 + minutes <= 60
     assert host["extensionBundle"]["id"] == "Microsoft.Azure.Functions.ExtensionBundle"
     assert "collector" in host["logging"]["logLevel"] or "Function" in host["logging"]["logLevel"]
+    # Multi-tenant fan-out: a failing tenant is retried a few times, a minute apart, then
+    # poisoned; an instance takes two tenants at a time, so the platform scales out instead.
+    queues = host["extensions"]["queues"]
+    assert 2 <= queues["maxDequeueCount"] <= 5 and queues["visibilityTimeout"] == "00:01:00"
+    assert queues["batchSize"] + queues["newBatchThreshold"] == 2

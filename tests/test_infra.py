@@ -477,3 +477,47 @@ def test_deployment_package_holds_only_the_app() -> None:
     package = {f for f in tracked if not spec.match_file(f)}
     app = {f for f in tracked if f.startswith("collector/")}
     assert app and package == {"function_app.py", "host.json", "requirements.txt"} | app
+
+
+def test_multi_tenant_mode_creates_a_secretless_multi_tenant_app_trusting_the_identity() -> None:
+    module = "modules/multi-tenant-app.bicep"
+    (app,) = resources(module, "Microsoft.Graph/applications")
+    assert app["signInAudience"] == "AzureADMultipleOrgs"
+    (access,) = app["requiredResourceAccess"]
+    assert access["resourceAppId"] == "graphAppId"
+    assert (
+        template(module)["variables"]["graphAppId"]["value"]
+        == "00000003-0000-0000-c000-000000000000"
+    )
+    (role,) = access["resourceAccess"]
+    assert role["type"] == "Role" and "CallRecords.Read.All" in json.dumps(role["id"])
+    for secret in ("passwordCredentials", "keyCredentials"):
+        assert secret not in app  # the federated credential is its only credential
+    (credential,) = [
+        r["config"]
+        for r in template(module)["resources"].values()
+        if r["type"].startswith("Microsoft.Graph/applications/federatedIdentityCredentials")
+    ]
+    assert credential["audiences"] == ["api://AzureADTokenExchange"]
+    assert credential["subject"] == "identityPrincipalId"
+    assert credential["issuer"] == (
+        "${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0"
+    )
+    assert credential["name"].startswith("${uniqueName}/")
+    config = json.loads((INFRA / "bicepconfig.json").read_text())
+    assert config["extensions"]["microsoftGraphV1"].startswith(
+        "br:mcr.microsoft.com/bicep/extensions/microsoftgraph/v1.0:"
+    )
+
+    main = template("main.bicep")
+    assert main["parameters"]["multiTenant"]["default"] is False  # single-tenant by default
+    wired = main["modules"]["multiTenantApp"]
+    assert "multiTenant" in json.dumps(wired)  # created only in multi-tenant mode
+    principal = json.dumps(wired["config"])
+    assert '"identityPrincipalId"' in principal and '"principalId"' in principal
+    text = (INFRA / "main.bicep").read_text()
+    assert "COLLECTOR_TENANTS: multiTenant ? collectorTenants : ''" in text
+    assert "COLLECTOR_APP_CLIENT_ID: multiTenant ? multiTenantApp.outputs.appId : ''" in text
+    mapped = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert mapped["multiTenant"]["value"] == "${MULTI_TENANT=false}"
+    assert mapped["collectorTenants"]["value"] == "${COLLECTOR_TENANTS=}"

@@ -9,6 +9,7 @@
 # deployment still succeeds, and this prints the command to hand to an administrator.
 #
 # GRANT_GRAPH_PERMISSION (azd env): auto (default: try, else print), false (only print).
+# MULTI_TENANT=true: no grant; it says how customer tenants consent to the app instead.
 set -u
 
 GRAPH_APP_ID=00000003-0000-0000-c000-000000000000
@@ -37,6 +38,15 @@ case "${mode:-auto}" in
         exit 2
         ;;
 esac
+if [ "$(value MULTI_TENANT | tr '[:upper:]' '[:lower:]')" = "true" ]; then
+    # The identity only signs the multi-tenant app in; each customer tenant grants the app.
+    app=$(value COLLECTOR_APP_CLIENT_ID)
+    echo "Multi-tenant mode: the identity gets no Graph permission of its own. Each customer"
+    echo "tenant's administrator grants $ROLE to the app $app once, by opening"
+    echo "  https://login.microsoftonline.com/<tenant id>/adminconsent?client_id=$app"
+    echo "(python -m collector consent-url <tenant id> prints it for one tenant)."
+    exit 0
+fi
 if [ -z "$principal" ] || [ -z "$graph" ]; then
     echo "postprovision: AZURE_IDENTITY_PRINCIPAL_ID or GRAPH_ENDPOINT is missing: did the provisioning finish?" >&2
     exit 1
