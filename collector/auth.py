@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import Callable, Mapping
 
@@ -52,9 +53,9 @@ def tenant_credential_factory(
     ``app_client_id`` signs in there with the managed identity's token as its client
     assertion, which the app's federated identity credential trusts."""
     # Blocking on purpose: ClientAssertionCredential calls its assertion function without
-    # awaiting it. It runs only when a Graph token is due (hourly per tenant), and the
-    # identity's own token comes from this credential's cache all day.
-    identity = BlockingManagedIdentityCredential(client_id=identity_client_id)
+    # awaiting it. It runs only when a tenant's Graph token is due, and the identity's own
+    # token then comes from the process-wide credential's cache (one endpoint call a day).
+    identity = _blocking_identity(identity_client_id)
 
     def assertion() -> str:
         token: str = identity.get_token(TOKEN_EXCHANGE_SCOPE).token
@@ -67,6 +68,12 @@ def authority_url(env: Mapping[str, str]) -> str:
     """Entra ID's authority, as azure-identity takes it from ``AZURE_AUTHORITY_HOST``."""
     host = env.get("AZURE_AUTHORITY_HOST", "").strip() or DEFAULT_AUTHORITY_HOST
     return (host if "://" in host else "https://" + host).rstrip("/")
+
+
+@functools.cache
+def _blocking_identity(client_id: str | None) -> BlockingManagedIdentityCredential:
+    """One managed-identity credential per process and identity, so its token cache lasts."""
+    return BlockingManagedIdentityCredential(client_id=client_id)
 
 
 def consent_url(tenant: str, app_client_id: str, authority: str) -> str:

@@ -14,16 +14,22 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections import Counter
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 
 from .auth import credential_factory
 from .errors import ConfigError
 from .settings import QueueTarget, Settings, is_tenant_id
+
+log = logging.getLogger("collector")
 
 QUEUE = "collector-tenants"
 """The queue the timer fills and ``collect_tenant`` reads (``function_app.py``)."""
@@ -49,17 +55,26 @@ def tenant_of(body: bytes) -> str:
     return tenant
 
 
-def _client(target: QueueTarget, name: str) -> QueueClient:
+@asynccontextmanager
+async def _open(target: QueueTarget, name: str) -> AsyncIterator[QueueClient]:
+    """A client of queue ``name`` (its credential closed with it)."""
     # Base64, as the Functions host reads and writes queue messages by default.
     codec: dict[str, Any] = {
         "message_encode_policy": BinaryBase64EncodePolicy(),
         "message_decode_policy": BinaryBase64DecodePolicy(),
     }
     if target.connection_string is not None:
-        return QueueClient.from_connection_string(target.connection_string, name, **codec)
+        async with QueueClient.from_connection_string(
+            target.connection_string, name, **codec
+        ) as client:
+            yield client
+        return
     assert target.queue_service_uri is not None
-    credential = credential_factory(target.client_id)()
-    return QueueClient(target.queue_service_uri, name, credential=credential, **codec)
+    async with (
+        credential_factory(target.client_id)() as credential,
+        QueueClient(target.queue_service_uri, name, credential=credential, **codec) as client,
+    ):
+        yield client
 
 
 def _target(settings: Settings) -> QueueTarget:
@@ -77,7 +92,7 @@ async def enqueue_tenants(settings: Settings, tenants: tuple[str, ...] | None = 
     """Queue one message per tenant (default: every one of ``COLLECTOR_TENANTS``); return
     how many were queued."""
     chosen = settings.tenants if tenants is None else tenants
-    async with _client(_target(settings), QUEUE) as queue:
+    async with _open(_target(settings), QUEUE) as queue:
         with contextlib.suppress(ResourceExistsError):
             await queue.create_queue()
         for tenant in chosen:
@@ -85,20 +100,23 @@ async def enqueue_tenants(settings: Settings, tenants: tuple[str, ...] | None = 
     return len(chosen)
 
 
-async def poisoned(settings: Settings) -> Counter[str]:
-    """Tenants whose messages the host gave up on (the first 32 messages of the poison
-    queue, which is all Azure Storage lets one peek return), with how many each."""
-    found: Counter[str] = Counter()
+async def poisoned(settings: Settings) -> dict[str, list[datetime]] | None:
+    """When the host gave up on each tenant's messages (the first 32 messages of the poison
+    queue: all Azure Storage lets one peek return); None when it cannot be read (logged)."""
+    found: dict[str, list[datetime]] = defaultdict(list)
     if settings.queue is None:
         return found
-    async with _client(settings.queue, POISON) as queue:
-        try:
-            messages = await queue.peek_messages(max_messages=32)
-        except ResourceNotFoundError:
-            return found
-        for message in messages:
-            try:
-                found[tenant_of(message.content)] += 1
-            except ValueError:
-                found["(not a tenant message)"] += 1
+    try:
+        async with _open(settings.queue, POISON) as queue:
+            for message in await queue.peek_messages(max_messages=32):
+                try:
+                    tenant = tenant_of(message.content)
+                except ValueError:
+                    tenant = "(not a tenant message)"
+                found[tenant].append(message.inserted_on or datetime.now(UTC))
+    except ResourceNotFoundError:
+        return found
+    except (AzureError, ValueError) as exc:
+        log.warning("the poison queue %s was not checked: %s", POISON, exc)
+        return None
     return found

@@ -9,7 +9,7 @@ from typing import Any
 
 from .lanes import Lane
 from .state import SourceState
-from .timefmt import format_instant
+from .timefmt import format_instant, parse_instant
 
 SETTLED, PROVISIONAL, EMPTY, AHEAD = "S", "p", ".", "-"
 """One character a day: final (manifest written), archived but still provisional, read with
@@ -37,6 +37,13 @@ class SourceHealth:
     def name(self) -> str:
         """The lane's name: ``pstn``, or ``pstn@<tenant>``."""
         return self.lane.name
+
+    def last_ok(self) -> datetime | None:
+        """When the lane's last run ended well (None: its last run did not, or none ran)."""
+        run = self.last_run
+        if run is None or run.get("outcome") != "ok" or not run.get("at"):
+            return None
+        return parse_instant(str(run["at"]))
 
     @property
     def fresh(self) -> bool:

@@ -195,6 +195,13 @@ def _tenants(env: Mapping[str, str], identity: str | None) -> tuple[tuple[str, .
     raw = _get(env, "COLLECTOR_TENANTS")
     app = _app_client_id(env)
     if raw is None:
+        if app is not None:
+            raise ConfigError(
+                "COLLECTOR_TENANTS",
+                None,
+                "the customer tenants to collect: COLLECTOR_APP_CLIENT_ID is set, so this is "
+                "multi-tenant mode (unset COLLECTOR_APP_CLIENT_ID for single-tenant mode)",
+            )
         return (), app
     tenants = [t.strip().lower() for t in raw.split(",")]
     if not all(is_tenant_id(t) for t in tenants) or len(set(tenants)) != len(tenants):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from datetime import datetime, timedelta
 
 from .auth import consent_url
@@ -32,7 +31,7 @@ async def collect_health(
             return None
         return consent_url(lane.tenant, settings.app_client_id, settings.authority)
 
-    gave_up = await poisoned(settings) if settings.tenants else Counter[str]()
+    gave_up = await poisoned(settings) if settings.tenants else {}
     async with open_store(settings.storage, settings.container) as store:
         health = list(
             await asyncio.gather(
@@ -44,10 +43,15 @@ async def collect_health(
         )
     for lane_health in health:
         tenant = lane_health.lane.tenant
-        if tenant is not None and gave_up[tenant]:
+        if tenant is None or not gave_up:
+            continue
+        # Messages older than the lane's last successful run are history: it recovered.
+        since = lane_health.last_ok()
+        recent = [t for t in gave_up.get(tenant, []) if since is None or t > since]
+        if recent:
             lane_health.problems.append(
-                f"{gave_up[tenant]} message(s) for this tenant in {POISON}: the host gave up "
-                "on them after repeated failures (the last run's error above says why)"
+                f"{len(recent)} message(s) for this tenant in {POISON}: the host gave up "
+                "on them after repeated failures (the last run's error says why)"
             )
     return health
 

@@ -139,9 +139,11 @@ class GraphSimulator:
 
     def throttle(self, per_log: int, per_app: int, period: float = 60.0) -> None:
         """Answer 429 (with Retry-After) past ``per_log`` requests of one function or
-        ``per_app`` in all, within any ``period`` seconds, as Graph does."""
+        ``per_app`` in all, within any ``period`` seconds, as Graph does, per tenant. The
+        count starts afresh (benchmarks call this between configurations)."""
         with self._lock:
             self._limits = (per_log, per_app, period)
+            self._started.clear()
 
     def _throttled(self, tenant: str, source: str) -> float | None:
         """Seconds until a slot frees if this request exceeds a limit of its tenant, else None
@@ -237,6 +239,7 @@ class GraphSimulator:
         wait = self._throttled(tenant_id, source)
         if wait is not None:
             self.stats["throttled"] += 1
+            self.stats[f"throttled@{tenant_id}"] += 1
             throttled = graph_error(429, "TooManyRequests", "Too many requests.", request_id)
             throttled.headers["Retry-After"] = str(max(1, math.ceil(wait)))
             return throttled

@@ -77,9 +77,19 @@ class _Renewal:
                 )
 
 
-def work(visibility: float, retry: float, max_dequeue: int, idle_exit: float) -> int:
+def trigger_message(
+    body: bytes, message_id: str | None = None, dequeue_count: int | None = 1
+) -> TriggerMessage:
+    """The message a queue-triggered function receives, as the host hands it over."""
+    message: TriggerMessage = TriggerMessage(  # type: ignore[no-untyped-call]
+        id=message_id, body=body, dequeue_count=dequeue_count
+    )
+    return message
+
+
+def work(visibility: float, retry: float, max_dequeue: int, idle_exit: float) -> tuple[int, float]:
     """Serve messages until the queue has been empty for ``idle_exit`` seconds; return how
-    many invocations ran."""
+    many invocations ran and when the last one ended (``time.time()``; 0: none)."""
     import function_app  # the app as the host loads it, settings from the environment
 
     function: Any = next(
@@ -87,6 +97,7 @@ def work(visibility: float, retry: float, max_dequeue: int, idle_exit: float) ->
     ).get_user_function()
     queue, poison = _queue(QUEUE), _queue(POISON)
     invocations = 0
+    last_end = 0.0
     idle_since = time.monotonic()
     while time.monotonic() - idle_since < idle_exit:
         message = next(iter(queue.receive_messages(visibility_timeout=round(visibility))), None)
@@ -106,11 +117,7 @@ def work(visibility: float, retry: float, max_dequeue: int, idle_exit: float) ->
         invocations += 1
         try:
             asyncio.run(
-                function(
-                    TriggerMessage(  # type: ignore[no-untyped-call]
-                        id=message.id, body=message.content, dequeue_count=message.dequeue_count
-                    )
-                )
+                function(trigger_message(message.content, message.id, message.dequeue_count))
             )
         except Exception as exc:
             log.warning("invocation failed (delivery %d): %s", message.dequeue_count, exc)
@@ -118,7 +125,8 @@ def work(visibility: float, retry: float, max_dequeue: int, idle_exit: float) ->
         else:
             renewal.finish(None)
         idle_since = time.monotonic()
-    return invocations
+        last_end = time.time()
+    return invocations, last_end
 
 
 def _host_settings() -> dict[str, Any]:
@@ -142,8 +150,25 @@ def main() -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("azure").setLevel(logging.WARNING)
-    count = work(args.visibility_seconds, args.retry_seconds, args.max_dequeue, args.idle_exit)
+    count, last_end = work(
+        args.visibility_seconds, args.retry_seconds, args.max_dequeue, args.idle_exit
+    )
     print(f"invocations={count}")
+    print(f"last_end={last_end:.3f}")
+    print(f"peak_rss_mb={_peak_rss_mb():.1f}")
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory (Linux: VmHWM; elsewhere ru_maxrss)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 if __name__ == "__main__":

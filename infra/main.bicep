@@ -251,6 +251,7 @@ module alerts 'modules/alerts.bicep' = {
     lagAlertHours: lagAlertHours
     failedRunsAlertCount: failedRunsAlertCount
     deployedAt: deployedAt
+    multiTenant: multiTenant
     alertEmail: alertEmail
   }
 }

@@ -18,11 +18,12 @@ from azure.functions.timer import TimerRequest
 from azure.storage.queue import QueueServiceClient
 
 from collector.cli import main
-from collector.fanout import POISON, QUEUE, enqueue_tenants
+from collector.fanout import POISON, QUEUE, enqueue_tenants, tenant_message
 from collector.settings import load_settings
 from collector.timefmt import format_instant
 from collector.windows import floor_to_midnight
 from devstack.azurite import Azurite
+from devstack.queue_host import trigger_message
 
 from .conftest import ROOT, Stack, assert_archive_matches, registered_function
 from .test_tenants import CONTOSO, FABRIKAM, customers
@@ -119,6 +120,15 @@ def test_the_timer_queues_every_tenant_and_workers_collect_each_the_poison_tenan
     assert f"1 message(s) for this tenant in {POISON}" in fabrikam
     assert "the tenant has not consented: send its admin" in fabrikam
 
+    # Its administrator consents; the next tick's message succeeds, and the poisoned one is
+    # history: status is clean again although the message stays in the poison queue.
+    assert stack.graph.directory is not None
+    stack.graph.directory.consented.add(FABRIKAM)
+    asyncio.run(enqueue_tenants(load_settings(stack.env), (FABRIKAM,)))
+    assert finish(worker(stack, "--idle-exit", "3")) == 1
+    archived(stack, FABRIKAM)
+    assert main(["status", "--json"], stack.env) == 0, capsys.readouterr().out
+
 
 def test_a_worker_dying_mid_tenant_leaves_the_message_to_another(fanout: Stack) -> None:
     stack = fanout
@@ -137,3 +147,17 @@ def test_a_worker_dying_mid_tenant_leaves_the_message_to_another(fanout: Stack) 
     # The message comes back once its visibility lapses; the lease lapses after 2 s.
     assert finish(worker(stack, "--visibility-seconds", "3", "--idle-exit", "6")) == 1
     archived(stack, CONTOSO)
+
+
+def test_the_queue_function_drops_a_removed_tenant_and_refuses_a_malformed_message(
+    fanout: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    function = registered_function("collect_tenant").get_user_function()
+    removed = "cccccccc-3333-4333-8333-000000000003"  # not in COLLECTOR_TENANTS
+    asyncio.run(function(trigger_message(tenant_message(removed))))
+    assert f"tenant {removed} is not in COLLECTOR_TENANTS any more: message dropped" in caplog.text
+    # Not a tenant: it fails every delivery, so the host poisons it (and status counts it).
+    for body in (b"hello", b'{"tenant": "contoso.onmicrosoft.com"}'):
+        with pytest.raises(ValueError, match="not a tenant"):
+            asyncio.run(function(trigger_message(body)))
+    assert fanout.graph.simulator.stats["requests"] == 0 and fanout.blobs() == {}

@@ -220,6 +220,14 @@ def test_alerts_watch_silence_and_repeated_failures() -> None:
     silence, failures = _criterion(rules["noSuccess"]), _criterion(rules["repeatedFailures"])
     assert "success == true" in silence["query"]
     assert "success == false" in failures["query"]
+    # Both functions count; "a success" is a collection: collect_tenant's in multi-tenant mode.
+    text = (INFRA / ALERTS).read_text()
+    assert "operation_Name in~ (\\'collect_call_logs\\', \\'collect_tenant\\')" in text
+    assert "var collecting = multiTenant ? 'collect_tenant' : 'collect_call_logs'" in text
+    assert "operation_Name =~ \\'${collecting}\\' and success == true" in text
+    assert template("main.bicep")["modules"]["alerts"]["config"]["params"]["multiTenant"] == (
+        "multiTenant"
+    )
     assert (failures["operator"], failures["threshold"]) == ("GreaterThanOrEqual", "failureCount")
     assert rules["noSuccess"]["properties"]["windowSize"] == "PT${noSuccessHours}H"
     main = template("main.bicep")

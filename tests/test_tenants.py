@@ -92,6 +92,8 @@ def test_the_tenant_settings_are_checked_together() -> None:
         load_settings({**BASE, "COLLECTOR_TENANTS": CONTOSO, "AZURE_CLIENT_ID": IDENTITY})
     with pytest.raises(ConfigError, match=r"AZURE_CLIENT_ID=<not set>.*federated"):
         load_settings({**BASE, "COLLECTOR_TENANTS": CONTOSO, "COLLECTOR_APP_CLIENT_ID": APP})
+    with pytest.raises(ConfigError, match=r"COLLECTOR_TENANTS=<not set>.*multi-tenant mode"):
+        load_settings({**BASE, "COLLECTOR_APP_CLIENT_ID": APP})
     with pytest.raises(ConfigError, match="COLLECTOR_APP_CLIENT_ID='app'"):
         load_settings({**BASE, "COLLECTOR_APP_CLIENT_ID": "app"})
 

@@ -24,6 +24,8 @@ param lagAlertHours int
 param failedRunsAlertCount int
 @description('When the deployment ran (UTC, yyyy-MM-dd HH:mm:ssZ): the "no collection" alert stays quiet until noSuccessHours + 1 h after it.')
 param deployedAt string
+@description('Multi-tenant mode: the tenants are collected by collect_tenant, not the timer.')
+param multiTenant bool
 @description('Email that receives the alerts; empty: alerts show in the portal only.')
 param alertEmail string
 
@@ -45,7 +47,10 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(a
 }
 
 var actions = empty(alertEmail) ? [] : [actionGroup.id]
-var invocations = 'requests | where cloud_RoleName =~ \'${functionAppName}\' and operation_Name =~ \'collect_call_logs\''
+// Single-tenant mode collects in the timer; multi-tenant mode in collect_tenant, one
+// invocation per tenant (the timer only queues them, and succeeds when every tenant fails).
+var collecting = multiTenant ? 'collect_tenant' : 'collect_call_logs'
+var invocations = 'requests | where cloud_RoleName =~ \'${functionAppName}\' and operation_Name in~ (\'collect_call_logs\', \'collect_tenant\')'
 
 // The run metrics land in customMetrics (name, value, customDimensions.source and, in
 // multi-tenant mode, customDimensions.tenant), recorded once per lane and run. No
@@ -98,7 +103,7 @@ resource noSuccess 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
         {
           // One row (n == 0) when nothing succeeded: summarize without `by` yields a row even
           // over no input. Not before the deployment is noSuccessGraceHours old.
-          query: '${invocations} and success == true | summarize n = count() | where n == 0 and now() > todatetime(\'${deployedAt}\') + ${noSuccessGraceHours}h'
+          query: '${invocations} and operation_Name =~ \'${collecting}\' and success == true | summarize n = count() | where n == 0 and now() > todatetime(\'${deployedAt}\') + ${noSuccessGraceHours}h'
           timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: 0
