@@ -26,8 +26,9 @@ class Directory:
 
     authority: TokenAuthority
     app_client_id: str
-    trusted_identity: str
-    """Client id of the user-assigned managed identity the federated credential trusts."""
+    trusted_principal: str
+    """Object (principal) id of the user-assigned managed identity the federated credential
+    trusts: its subject, as Entra ID matches it."""
     consented: set[str] = field(default_factory=set)
     """Tenants whose administrator granted the app its permission."""
     known: set[str] = field(default_factory=set)
@@ -63,7 +64,7 @@ class Directory:
             else self.authority.problem(assertion, EXCHANGE_AUDIENCE)
             or (
                 None
-                if issued is not None and issued.client_id == self.trusted_identity
+                if issued is not None and issued.object_id == self.trusted_principal
                 else "its subject is not the identity the federated credential trusts"
             )
         )

@@ -13,6 +13,7 @@ import json
 import secrets
 import threading
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 
@@ -20,6 +21,14 @@ from aiohttp import web
 
 TENANT_ID = "72f988bf-0000-4000-8000-00000000c0de"
 SYSTEM_IDENTITY = "00000000-0000-0000-0000-000000000000"
+
+
+def principal_of(client_id: str | None) -> str:
+    """The object (principal) id of the local identity with ``client_id``: a federated
+    credential names it, not the client id, as in Entra ID."""
+    if client_id is None:
+        return SYSTEM_IDENTITY
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"managed-identity/{client_id}"))
 
 
 def _b64(data: bytes) -> str:
@@ -34,6 +43,8 @@ class IssuedToken:
     client_id: str | None
     issued_at: float
     expires_at: float
+    object_id: str = SYSTEM_IDENTITY
+    """The principal the token was issued to (``oid``)."""
     tenant: str = TENANT_ID
     """The tenant the token is for: the identity's home tenant, or a customer tenant the
     multi-tenant app signed in to (``devstack.directory``)."""
@@ -61,7 +72,14 @@ class TokenAuthority:
         token up in this authority's own table.
         """
         now = time.time()
-        info = IssuedToken(resource.rstrip("/"), client_id, now, now + self.lifetime, tenant)
+        info = IssuedToken(
+            resource.rstrip("/"),
+            client_id,
+            now,
+            now + self.lifetime,
+            principal_of(client_id),
+            tenant,
+        )
         claims = {
             "aud": info.resource,
             "iss": f"https://sts.windows.net/{tenant}/",
@@ -70,7 +88,7 @@ class TokenAuthority:
             "exp": int(info.expires_at),
             "tid": tenant,
             "appid": client_id or SYSTEM_IDENTITY,
-            "oid": client_id or SYSTEM_IDENTITY,
+            "oid": info.object_id,
             "jti": secrets.token_hex(8),
         }
         token = ".".join(

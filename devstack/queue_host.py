@@ -87,16 +87,19 @@ def trigger_message(
     return message
 
 
-def work(visibility: float, retry: float, max_dequeue: int, idle_exit: float) -> tuple[int, float]:
+def work(
+    visibility: float, retry: float, max_dequeue: int, idle_exit: float
+) -> tuple[int, int, float]:
     """Serve messages until the queue has been empty for ``idle_exit`` seconds; return how
-    many invocations ran and when the last one ended (``time.time()``; 0: none)."""
+    many invocations ran, how many of them failed, and when the last one ended
+    (``time.time()``; 0: none)."""
     import function_app  # the app as the host loads it, settings from the environment
 
     function: Any = next(
         f for f in function_app.app.get_functions() if f.get_function_name() == "collect_tenant"
     ).get_user_function()
     queue, poison = _queue(QUEUE), _queue(POISON)
-    invocations = 0
+    invocations = failures = 0
     last_end = 0.0
     idle_since = time.monotonic()
     while time.monotonic() - idle_since < idle_exit:
@@ -121,12 +124,13 @@ def work(visibility: float, retry: float, max_dequeue: int, idle_exit: float) ->
             )
         except Exception as exc:
             log.warning("invocation failed (delivery %d): %s", message.dequeue_count, exc)
+            failures += 1
             renewal.finish(retry)
         else:
             renewal.finish(None)
         idle_since = time.monotonic()
         last_end = time.time()
-    return invocations, last_end
+    return invocations, failures, last_end
 
 
 def _host_settings() -> dict[str, Any]:
@@ -150,10 +154,11 @@ def main() -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("azure").setLevel(logging.WARNING)
-    count, last_end = work(
+    count, failures, last_end = work(
         args.visibility_seconds, args.retry_seconds, args.max_dequeue, args.idle_exit
     )
     print(f"invocations={count}")
+    print(f"failures={failures}")
     print(f"last_end={last_end:.3f}")
     print(f"peak_rss_mb={_peak_rss_mb():.1f}")
 

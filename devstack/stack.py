@@ -18,7 +18,7 @@ from aiohttp import web
 from .azurite import Azurite
 from .directory import Directory
 from .graph_simulator import GraphSimulator
-from .identity import TokenAuthority, identity_app
+from .identity import TokenAuthority, identity_app, principal_of
 from .synthetic import Tenant
 from .tls import self_signed_certificate
 
@@ -101,7 +101,11 @@ class GraphStack:
         for tenant_id, tenant in tenants.items():
             self.simulator.tenants[tenant_id] = tenant
         self.directory = Directory(
-            self.authority, app_client_id, identity_client_id, set(consented), set(tenants)
+            self.authority,
+            app_client_id,
+            principal_of(identity_client_id),
+            set(consented),
+            set(tenants),
         )
         self._certificates = tempfile.TemporaryDirectory(prefix="devstack-tls-")
         cert, key = self_signed_certificate(Path(self._certificates.name))
@@ -136,25 +140,29 @@ class GraphStack:
 
 
 class LocalStack:
-    """Graph simulator, identity endpoint and Azurite together (context manager)."""
+    """Graph simulator, identity endpoint and Azurite's blob and queue services together
+    (context manager): the queue is the Functions host's, for multi-tenant fan-out."""
 
     def __init__(self, tenant: Tenant | None = None) -> None:
         self.azurite = Azurite()
+        self.queues = Azurite(service="queue")
         self.graph: GraphStack | None = None
         self._tenant = tenant
 
     def __enter__(self) -> LocalStack:
         self.azurite.start()
         try:
+            self.queues.start()
             self.graph = GraphStack(self._tenant)
         except BaseException:
-            self.azurite.stop()
+            self.__exit__()
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.graph is not None:
             self.graph.stop()
+        self.queues.stop()
         self.azurite.stop()
 
     def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -163,5 +171,6 @@ class LocalStack:
         return {
             **self.graph.env(),
             "COLLECTOR_STORAGE": self.azurite.connection_string,
+            "AzureWebJobsStorage": self.queues.connection_string,
             **(extra or {}),
         }

@@ -75,7 +75,11 @@ def test_token_rejected_twice_fails_the_source(
     assert stack.run(SECOND, COLLECTOR_SOURCES="pstn") == 1
     out = capsys.readouterr().out
     assert "HTTP 401 InvalidAuthenticationToken" in out
-    assert stack.graph.authority.issued == 2  # refreshed once, then gave up
+    # Each request refreshes at most once, then gives up; windows that meet the same rejected
+    # token share one refresh, and a window that starts later may refresh the refreshed one.
+    arrivals = stack.graph.simulator.arrivals
+    issued, windows = stack.graph.authority.issued, len({p for _, p, skip in arrivals if skip == 0})
+    assert 2 <= issued <= 1 + windows, (issued, windows)
 
 
 def test_long_outage_of_one_source_then_recovery(

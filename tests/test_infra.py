@@ -14,6 +14,7 @@ import pytest
 from pycep import BicepParser
 
 from collector import metrics
+from collector.fanout import QUEUE
 from collector.metrics import FAILED_RUNS_IN_A_ROW, SETTLED_LAG, WATERMARK_LAG
 from collector.settings import DEFAULTS, OPTIONAL_SETTINGS, SETTING_NAMES
 
@@ -529,3 +530,14 @@ def test_multi_tenant_mode_creates_a_secretless_multi_tenant_app_trusting_the_id
     mapped = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
     assert mapped["multiTenant"]["value"] == "${MULTI_TENANT=false}"
     assert mapped["collectorTenants"]["value"] == "${COLLECTOR_TENANTS=}"
+
+
+def test_the_tenant_queue_is_in_the_host_account_the_identity_may_use() -> None:
+    (queue,) = [
+        r
+        for r in template("modules/host-storage.bicep")["resources"].values()
+        if r["type"] == "Microsoft.Storage/storageAccounts/queueServices/queues"
+    ]
+    assert queue["config"]["name"] == QUEUE
+    roles = (INFRA / "modules/rbac.bicep").read_text()
+    assert "storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'" in roles

@@ -36,14 +36,18 @@ FABRIKAM = "bbbbbbbb-2222-4222-8222-000000000002"
 BASE = {"COLLECTOR_STORAGE": "UseDevelopmentStorage=true"}
 
 
-def customers(stack: Stack, consented: tuple[str, ...] = (CONTOSO,)) -> Directory:
+def customers(
+    stack: Stack,
+    consented: tuple[str, ...] = (CONTOSO,),
+    fabrikam_rows: dict[str, int] = SMALL_TENANT,
+) -> Directory:
     """Two customer tenants with their own rows; ``consented`` granted the app."""
     directory = stack.graph.add_directory(
         APP,
         IDENTITY,
         {
             CONTOSO: Tenant(seed=21, rows_per_day=SMALL_TENANT),
-            FABRIKAM: Tenant(seed=22, rows_per_day=SMALL_TENANT),
+            FABRIKAM: Tenant(seed=22, rows_per_day=fabrikam_rows),
         },
         consented,
     )
@@ -160,3 +164,25 @@ def test_an_identity_the_federated_credential_does_not_trust_gets_no_token(stack
     failed = [line for line in done.stdout.splitlines() if "AADSTS700213" in line]
     assert len(failed) == 4  # every lane of both tenants
     assert directory.issued == {} and stack.graph.simulator.stats["requests"] == 0
+
+
+def test_a_throttled_tenant_slows_itself_only(stack: Stack) -> None:
+    # Fabrikam is busy: its logs need more requests than Graph allows it in a few seconds.
+    customers(stack, (CONTOSO, FABRIKAM), {"direct_routing": 6_000, "pstn": 4_000})
+    stack.graph.simulator.throttle(per_log=12, per_app=100, period=3.0)
+    done = run(stack)
+    assert done.returncode == 0, done.stdout + done.stderr
+    stats = stack.graph.simulator.stats
+    assert stats[f"throttled@{FABRIKAM}"] > 0 and stats[f"throttled@{CONTOSO}"] == 0
+    blobs = stack.blobs()
+    seconds = {}
+    for tenant in (CONTOSO, FABRIKAM):
+        for source in ("direct_routing", "pstn"):
+            assert assert_archive_matches(stack, source, START, SECOND_END, blobs, tenant=tenant)
+        runs = [
+            json.loads(blobs[f"_state/tenant={tenant}/{s}.run.json"])
+            for s in ("direct_routing", "pstn")
+        ]
+        assert all(r["outcome"] == "ok" for r in runs)
+        seconds[tenant] = max(r["seconds"] for r in runs)
+    assert seconds[CONTOSO] < seconds[FABRIKAM], seconds

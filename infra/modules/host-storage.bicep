@@ -47,4 +47,17 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+}
+
+// Multi-tenant mode: the timer queues one message per tenant here and collect_tenant reads
+// them (collector/fanout.py QUEUE); the host makes its -poison queue itself. Harmless empty
+// in single-tenant mode.
+resource tenantQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: 'collector-tenants'
+}
+
 output name string = account.name
