@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -93,27 +95,32 @@ def _run_config(
     before = dict(graph.simulator.stats)
     began = time.time()
     asyncio.run(enqueue_tenants(load_settings(env)))
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "devstack.queue_host", "--idle-exit", "3"],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(workers)
-    ]
+    # Their logs go to files: a pipe read only after another worker ends would fill up and
+    # stall the worker writing to it.
     ends, peaks, invocations, failures = [], [], 0, 0
-    for process in processes:
-        out, err = process.communicate(timeout=3600)
-        fields = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-        invocations += int(fields["invocations"])
-        failures += int(fields["failures"])
-        if int(fields["failures"]):
-            print(err[-3000:], file=sys.stderr)
-        ends.append(float(fields["last_end"]))
-        peaks.append(float(fields["peak_rss_mb"]))
+    with contextlib.ExitStack() as files:
+        logs = [files.enter_context(tempfile.TemporaryFile("w+")) for _ in range(workers)]
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "devstack.queue_host", "--idle-exit", "3"],
+                cwd=ROOT,
+                env={**os.environ, **env},
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
+            for log in logs
+        ]
+        for process, log in zip(processes, logs, strict=True):
+            out, _ = process.communicate(timeout=3600)
+            fields = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+            invocations += int(fields["invocations"])
+            failures += int(fields["failures"])
+            if int(fields["failures"]):
+                log.seek(0)
+                print(log.read()[-3000:], file=sys.stderr)
+            ends.append(float(fields["last_end"]))
+            peaks.append(float(fields["peak_rss_mb"]))
     after = graph.simulator.stats
     requests = [after[f"requests@{t}"] - before.get(f"requests@{t}", 0) for t in tenants]
     throttled = [after[f"throttled@{t}"] - before.get(f"throttled@{t}", 0) for t in tenants]

@@ -55,7 +55,9 @@ def tenant_credential_factory(
     # Blocking on purpose: ClientAssertionCredential calls its assertion function without
     # awaiting it. It runs only when a tenant's Graph token is due, and the identity's own
     # token then comes from the process-wide credential's cache (one endpoint call a day).
-    identity = _blocking_identity(identity_client_id)
+    identity = _blocking_identity(
+        identity_client_id, os.environ.get("IDENTITY_ENDPOINT"), os.environ.get("IDENTITY_HEADER")
+    )
 
     def assertion() -> str:
         token: str = identity.get_token(TOKEN_EXCHANGE_SCOPE).token
@@ -71,8 +73,11 @@ def authority_url(env: Mapping[str, str]) -> str:
 
 
 @functools.cache
-def _blocking_identity(client_id: str | None) -> BlockingManagedIdentityCredential:
-    """One managed-identity credential per process and identity, so its token cache lasts."""
+def _blocking_identity(
+    client_id: str | None, endpoint: str | None, header: str | None
+) -> BlockingManagedIdentityCredential:
+    """One managed-identity credential per process and identity, so its token cache lasts
+    (``endpoint`` and ``header``, which it reads from the environment, key it too)."""
     return BlockingManagedIdentityCredential(client_id=client_id)
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from .errors import InstantParseError
 from .lanes import Lane
 from .state import SourceState
 from .timefmt import format_instant, parse_instant
@@ -43,7 +44,10 @@ class SourceHealth:
         run = self.last_run
         if run is None or run.get("outcome") != "ok" or not run.get("at"):
             return None
-        return parse_instant(str(run["at"]))
+        try:
+            return parse_instant(str(run["at"]))
+        except InstantParseError:
+            return None
 
     @property
     def fresh(self) -> bool:

@@ -14,6 +14,7 @@ from .layout import day_prefix, last_run_name, manifest_day, manifest_prefix, st
 from .settings import Settings
 from .state import state_from_document
 
+SLACK = timedelta(seconds=2)
 STALE_AFTER = timedelta(hours=3)
 """How far beyond ``COLLECTOR_LAG_MINUTES`` a watermark may lag before the source is stale:
 hourly runs leave it up to an hour behind, and a throttled or slow run may take another."""
@@ -47,7 +48,8 @@ async def collect_health(
             continue
         # Messages older than the lane's last successful run are history: it recovered.
         since = lane_health.last_ok()
-        recent = [t for t in gave_up.get(tenant, []) if since is None or t > since]
+        # (Storage stamps whole seconds, by its own clock: a little slack.)
+        recent = [t for t in gave_up.get(tenant, []) if since is None or t > since - SLACK]
         if recent:
             lane_health.problems.append(
                 f"{len(recent)} message(s) for this tenant in {POISON}: the host gave up "

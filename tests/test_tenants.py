@@ -169,7 +169,7 @@ def test_an_identity_the_federated_credential_does_not_trust_gets_no_token(stack
 def test_a_throttled_tenant_slows_itself_only(stack: Stack) -> None:
     # Fabrikam is busy: its logs need more requests than Graph allows it in a few seconds.
     customers(stack, (CONTOSO, FABRIKAM), {"direct_routing": 6_000, "pstn": 4_000})
-    stack.graph.simulator.throttle(per_log=12, per_app=100, period=3.0)
+    stack.graph.simulator.throttle(per_log=16, per_app=100, period=3.0)
     done = run(stack)
     assert done.returncode == 0, done.stdout + done.stderr
     stats = stack.graph.simulator.stats

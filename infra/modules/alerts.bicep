@@ -90,7 +90,7 @@ resource noSuccess 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   tags: tags
   properties: {
     displayName: 'Teams call-log collector: no successful collection for ${noSuccessHours} h'
-    description: 'No timer invocation of collect_call_logs succeeded in the window (quiet for ${noSuccessGraceHours} h after a deployment): the archive is falling behind. Check the function is running, then run `python -m collector status`.'
+    description: 'No collection succeeded in the window (collect_call_logs; in multi-tenant mode collect_tenant) (quiet for ${noSuccessGraceHours} h after a deployment): the archive is falling behind. Check the function is running, then run `python -m collector status`.'
     severity: 1
     enabled: true
     scopes: [
@@ -127,7 +127,7 @@ resource repeatedFailures 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = 
   tags: tags
   properties: {
     displayName: 'Teams call-log collector: ${failureCount}+ failed runs in 6 h'
-    description: 'collect_call_logs failed repeatedly, whatever the cause (also failures before any source ran, such as bad settings, which the per-source alert does not see); its log lines name the source, the Graph error and request-id.'
+    description: 'collect_call_logs or collect_tenant failed repeatedly (in multi-tenant mode one tenant that fails every time, e.g. without consent, keeps this firing until fixed), whatever the cause (also failures before any source ran, such as bad settings, which the per-source alert does not see); its log lines name the source, the Graph error and request-id.'
     severity: 2
     enabled: true
     scopes: [
