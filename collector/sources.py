@@ -39,5 +39,10 @@ SOURCES: dict[str, Source] = {
         Source("sms", "getSmsLog", "beta", "sentDateTime", "id"),
         Source("direct_routing", "getDirectRoutingCalls", "v1.0", "startDateTime", "id"),
         Source("pstn", "getPstnCalls", "v1.0", "startDateTime", "id"),
+        # Toll-fraud protection: who was blocked or unblocked from PSTN calling, and why. Its
+        # rows have no id; remediationId identifies each block or unblock action.
+        Source(
+            "pstn_blocked_users", "getPstnBlockedUsersLog", "beta", "blockDateTime", "remediationId"
+        ),
     )
 }

@@ -42,6 +42,7 @@ FUNCTIONS: dict[str, tuple[str, frozenset[str], bool]] = {
     "getSmsLog": ("sms", frozenset({"beta"}), False),
     "getDirectRoutingCalls": ("direct_routing", frozenset({"v1.0", "beta"}), False),
     "getPstnCalls": ("pstn", frozenset({"v1.0", "beta"}), True),
+    "getPstnBlockedUsersLog": ("pstn_blocked_users", frozenset({"beta"}), False),
 }
 _PATH = re.compile(
     r"/(?P<version>v1\.0|beta)/communications/callRecords/"

@@ -20,7 +20,12 @@ from collector.timefmt import TICKS_PER_SECOND, parse_ticks, to_ticks
 TICKS_PER_DAY = 86_400 * TICKS_PER_SECOND
 PLACEHOLDER = "0001-01-01T00:00:00Z"
 
-DEFAULT_ROWS_PER_DAY: dict[str, int] = {"sms": 400, "direct_routing": 2_500, "pstn": 1_500}
+DEFAULT_ROWS_PER_DAY: dict[str, int] = {
+    "sms": 400,
+    "direct_routing": 2_500,
+    "pstn": 1_500,
+    "pstn_blocked_users": 6,
+}
 
 _PEOPLE = (
     ("Ruwini Perera", "ruwini.perera"),
@@ -174,7 +179,39 @@ def _pstn_row(rng: random.Random, ticks: int, digits: int) -> dict[str, Any]:
     return row
 
 
-_BUILDERS = {"sms": _sms_row, "direct_routing": _direct_routing_row, "pstn": _pstn_row}
+def _blocked_user_row(rng: random.Random, ticks: int, digits: int) -> dict[str, Any]:
+    blocked = rng.random() < 0.7
+    return {
+        "blockDateTime": format_ticks(ticks, digits),
+        "blockReason": rng.choice(
+            (
+                "Suspected toll fraud: unusual international call volume",
+                "Blocked by administrator",
+                "Calling policy violation",
+            )
+        )
+        if blocked
+        else "Unblocked by administrator",
+        "remediationId": _guid(rng),
+        "userBlockMode": "blocked" if blocked else "unblocked",
+        **_person(rng),
+        "userTelephoneNumber": _number(rng, masked=False),
+    }
+
+
+_BUILDERS = {
+    "sms": _sms_row,
+    "direct_routing": _direct_routing_row,
+    "pstn": _pstn_row,
+    "pstn_blocked_users": _blocked_user_row,
+}
+_KEYS = {"pstn_blocked_users": "remediationId"}
+"""Each source's row key, where it is not ``id`` (as in ``collector.sources``)."""
+
+
+def row_key(source: str, row: Mapping[str, Any]) -> str:
+    """The property that identifies a row of ``source``."""
+    return str(row[_KEYS.get(source, "id")])
 
 
 class Tenant:
@@ -214,7 +251,7 @@ class Tenant:
                         "n": rng.randint(0, 9),
                     }
                 rows.append((base + offset, row))
-            rows.sort(key=lambda item: (item[0], item[1]["id"]))  # the order Graph pages in
+            rows.sort(key=lambda item: (item[0], row_key(source, item[1])))  # Graph's order
             self._days[key] = rows
         return rows
 
@@ -235,7 +272,7 @@ class Tenant:
         with self._lock:
             row = rows[1][1]
             row[field] = value
-        return str(row["id"])
+        return row_key(source, row)
 
     def rows(
         self, source: str, start: int, end: int, *, inclusive_end: bool = False
@@ -256,7 +293,7 @@ class Tenant:
             extra = _select(self._extra.get(source, []), start, last)
             if extra:  # days are kept in paging order already
                 found.extend(extra)
-                found.sort(key=lambda item: (item[0], item[1]["id"]))
+                found.sort(key=lambda item: (item[0], row_key(source, item[1])))
             answer = [row for _, row in found]
             self._answers[key] = answer
             while len(self._answers) > 32:  # the ranges being paged now; memory stays flat

@@ -161,21 +161,22 @@ def assert_archive_matches(
     ``not_yet``), each once, equal as JSON and in its date partition; return the row count."""
     blobs = stack.blobs() if blobs is None else blobs
     data = stack.tenant if tenant is None else stack.graph.simulator.tenants[tenant]
+    key = SOURCES[source].key_field
     expected = [
         row
         for row in data.rows_between(source, parse_instant(start), parse_instant(end))
-        if row["id"] not in not_yet
+        if row[key] not in not_yet
     ]
     archived = data_rows(blobs, source, tenant)
-    ids = [row["id"] for _, row in archived]
+    ids = [row[key] for _, row in archived]
     assert len(ids) == len(set(ids)), f"{source}: {len(ids) - len(set(ids))} duplicate rows"
-    by_id = {row["id"]: (name, row) for name, row in archived}
-    missing = [r["id"] for r in expected if r["id"] not in by_id]
+    by_id = {row[key]: (name, row) for name, row in archived}
+    missing = [r[key] for r in expected if r[key] not in by_id]
     assert not missing, f"{source}: {len(missing)} rows missing, e.g. {missing[:3]}"
     assert len(archived) == len(expected), f"{source}: extra rows archived"
     for row in expected:
-        name, stored = by_id[row["id"]]
-        assert stored == row, f"{source}: row {row['id']} differs"
+        name, stored = by_id[row[key]]
+        assert stored == row, f"{source}: row {row[key]} differs"
         assert name.startswith(partition_of(source, row, tenant)), f"{name} is the wrong partition"
     return len(expected)
 

@@ -3,10 +3,15 @@ under ``_``, and a run with nothing new writes nothing."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
+
+from collector.cli import main
 
 from .conftest import (
     ALL,
+    FIRST,
     SECOND,
     SECOND_END,
     START,
@@ -93,3 +98,24 @@ def test_rereading_the_same_range_leaves_the_same_blobs(stack: Stack) -> None:
     assert stack.run(SECOND) == 0
     second = {k: v for k, v in stack.blobs().items() if not k.startswith("_")}
     assert second == first
+
+
+def test_pstn_blocked_users_is_archived_like_every_log_keyed_by_remediation_id(
+    stack: Stack,
+) -> None:
+    stack.tenant.rows_per_day["pstn_blocked_users"] = 7  # a few block actions a day
+    stack.env.update(COLLECTOR_SOURCES="pstn_blocked_users")
+    assert stack.run(FIRST) == 0
+    late = stack.tenant.add_row("pstn_blocked_users", "2026-10-20T08:15:00.1234567Z")
+    assert stack.run(SECOND) == 0
+    blobs = stack.blobs()
+    assert assert_archive_matches(stack, "pstn_blocked_users", START, SECOND_END, blobs) > 20
+    folder = "pstn_blocked_users/year=2026/month=10/day=20/"
+    settle = blobs[f"{folder}settle-2026-10-20.jsonl"].decode()
+    assert [json.loads(line)["remediationId"] for line in settle.splitlines()] == [
+        late["remediationId"]
+    ]
+    manifest = json.loads(blobs["_manifests/pstn_blocked_users/2026-10-20.json"])
+    assert manifest["lateRows"] == 1 and manifest["rows"] == 8
+    assert main(["verify"], stack.env) == 0
+    assert main(["status", "--as-of", SECOND], stack.env) == 0
