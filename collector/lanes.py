@@ -29,3 +29,8 @@ class Lane:
 def lanes(sources: tuple[Source, ...], tenant: str | None = None) -> tuple[Lane, ...]:
     """The lanes of ``sources`` in ``tenant``."""
     return tuple(Lane(source, tenant) for source in sources)
+
+
+def tenant_lanes(sources: tuple[Source, ...], tenants: tuple[str, ...]) -> tuple[Lane, ...]:
+    """The lanes of ``sources`` in each of ``tenants`` (none: the identity's own tenant)."""
+    return tuple(lane for tenant in tenants or (None,) for lane in lanes(sources, tenant))

@@ -42,7 +42,7 @@ class SourceProgress:
     settle_days_planned: int = 0
 
     @property
-    def source(self) -> str:
+    def name(self) -> str:
         """The lane's name (``pstn``, or ``pstn@<tenant>``)."""
         return self.report.name
 
@@ -126,9 +126,9 @@ class LogView:
         """Log the sources that moved since their last line."""
         for progress in sources:
             now = progress.changed()
-            if self._shown.get(progress.source) != now:
-                self._shown[progress.source] = now
-                log.info("%s: progress: %s", progress.source, progress.line())
+            if self._shown.get(progress.name) != now:
+                self._shown[progress.name] = now
+                log.info("%s: progress: %s", progress.name, progress.line())
 
     def close(self, sources: list[SourceProgress]) -> None:
         """Nothing: the run's summary lines follow."""
@@ -159,9 +159,9 @@ class TerminalView:
         if not self._bars.live.is_started:
             self._bars.start()
         for progress in sources:
-            task = self._tasks.get(progress.source)
+            task = self._tasks.get(progress.name)
             if task is None:
-                task = self._tasks[progress.source] = self._bars.add_task(progress.source, line="")
+                task = self._tasks[progress.name] = self._bars.add_task(progress.name, line="")
             # A source with nothing to read is up to date: a full bar.
             total = progress.days_planned or 1.0
             self._bars.update(

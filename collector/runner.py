@@ -36,7 +36,7 @@ from .blobstore import BlobStore, open_store
 from .budget import RequestBudget
 from .errors import CollectorError, ConfigError, StateConflictError
 from .graph import GraphClient, RetryPolicy, send_tracing
-from .lanes import Lane, lanes
+from .lanes import Lane, lanes, tenant_lanes
 from .layout import last_run_name, part_blob_name, state_blob_name
 from .lease import SourceLease
 from .metrics import RunMetrics
@@ -88,7 +88,7 @@ async def run_cycle(
     """
     moment = (now or datetime.now(UTC)).astimezone(UTC)
     chosen = settings.tenants if tenants is None else tenants
-    every = tuple(lane for t in chosen or (None,) for lane in lanes(settings.sources, t))
+    every = tenant_lanes(settings.sources, chosen)
     shown: list[SourceProgress] = []
     async with open_store(settings.storage, settings.container, storage_credentials) as store:
         refused = await _refused_starts(settings, every, store, moment)

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from .auth import authority_url
 from .errors import ConfigError, InstantParseError
-from .lanes import Lane, lanes
+from .lanes import Lane, tenant_lanes
 from .sources import SOURCES, Source
 from .timefmt import format_instant, parse_instant
 
@@ -140,7 +140,7 @@ class Settings:
     @property
     def lanes(self) -> tuple[Lane, ...]:
         """Every lane: each source of each tenant (of the identity's own, single-tenant)."""
-        return tuple(lane for t in self.tenants or (None,) for lane in lanes(self.sources, t))
+        return tenant_lanes(self.sources, self.tenants)
 
     @property
     def graph_scope(self) -> str:
