@@ -63,7 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-lag-minutes",
         type=_minutes,
         metavar="M",
-        help="a watermark further behind is stale (default: COLLECTOR_LAG_MINUTES + 180)",
+        help=(
+            "a watermark further behind is stale (default: COLLECTOR_LAG_MINUTES + 180); "
+            "a daily report's may lag a day and the lateness more"
+        ),
     )
     check = commands.add_parser(
         "verify",

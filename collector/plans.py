@@ -46,10 +46,14 @@ class SettlePlan:
     share the last days rather than one long window paging alone.
     """
 
-    def __init__(self, start: datetime, horizon: datetime, in_flight: int) -> None:
+    def __init__(
+        self, start: datetime, horizon: datetime, in_flight: int, *, one_day: bool = False
+    ) -> None:
         self._cursor = start
         self._horizon = horizon
         self._in_flight = in_flight
+        self._max_days = 1 if one_day else SETTLE_MAX_DAYS
+        """``one_day``: every window is one day (a daily report's)."""
         self._days = 1
         self._sparse = False
         self._measured = False
@@ -65,7 +69,7 @@ class SettlePlan:
 
     def finished(self, pages: int) -> None:
         """A window of this plan took ``pages`` pages: size the next one by it."""
-        self._days = next_settle_days(self._days, pages)
+        self._days = min(next_settle_days(self._days, pages), self._max_days)
         self._sparse = pages <= 2  # near-empty days: grow one window at a time
         self._measured = True
 
@@ -75,5 +79,5 @@ class SettlePlan:
         grows the windows (each sized from the last); else all the run allows."""
         if dense:
             return self._in_flight
-        growing = self._sparse and self._days < SETTLE_MAX_DAYS
+        growing = self._sparse and self._days < self._max_days
         return 1 if growing or not self._measured else self._in_flight

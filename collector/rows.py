@@ -12,7 +12,7 @@ import orjson
 from .errors import InstantParseError, RowError
 from .sources import Source
 from .timefmt import parse_ticks, to_ticks, utc_date_of_ticks
-from .windows import Window
+from .windows import Window, floor_to_midnight, window_days
 
 
 @dataclass
@@ -37,7 +37,8 @@ class PageSplit:
 def split_page(
     source: Source, window: Window, rows: Iterable[Any], previous_keys: Set[str] = frozenset()
 ) -> PageSplit:
-    """Validate ``rows`` of one page of ``window`` and group their JSONL lines by event date.
+    """Validate ``rows`` of one page of ``window`` and group their JSONL lines by event date
+    (a daily report's rows all go under the window's one day).
 
     A row whose key is on this page already or on the previous page (``previous_keys``) is
     dropped: offset paging shifts rows across page boundaries when rows arrive meanwhile.
@@ -47,20 +48,23 @@ def split_page(
     kept by both windows would stay archived twice.
     """
     start, end = to_ticks(window.start), to_ticks(window.end)
+    report_day = _report_day(source, window)
     split = PageSplit()
     for index, row in enumerate(rows):
-        ticks = event_ticks(source, row, index)
-        key = row[source.key_field]
+        key = row_key(source, row, index)
+        ticks = 0 if report_day else event_ticks(source, row, index, key)  # 0: no time
         if key in split.keys or key in previous_keys:
             split.duplicates += 1
             continue
         split.keys.add(key)
-        if ticks == end:
+        if report_day:
+            day = report_day
+        elif ticks == end:
             split.boundary_skipped += 1
             continue
-        if not start <= ticks < end:
-            split.outside += 1
-        day = utc_date_of_ticks(ticks)
+        else:
+            split.outside += not start <= ticks < end
+            day = utc_date_of_ticks(ticks)
         # orjson's bytes keep its whole output buffer (about 8 KB for a 700-byte row: 8 MB
         # a page); an exact-size copy is faster than the page faults that would cost.
         split.lines.setdefault(day, []).append(b"%b" % orjson.dumps(row))
@@ -69,34 +73,61 @@ def split_page(
     return split
 
 
-def event_ticks(source: Source, row: Any, index: int) -> int:
-    """Return the event time of ``row`` in ticks, or raise ``RowError`` saying what is wrong."""
+def _report_day(source: Source, window: Window) -> date | None:
+    """The day a daily report's rows belong to (None for events, placed by their time)."""
+    if not source.daily_report:
+        return None
+    days = window_days(window)
+    if len(days) != 1 or window.start != floor_to_midnight(window.start):
+        raise ValueError(f"{source.name} is read one whole UTC day at a time, not {window}")
+    return days[0]
+
+
+def row_key(source: Source, row: Any, index: int) -> str:
+    """Return the key of ``row`` (its ``key_fields``), or raise ``RowError`` saying what is
+    wrong. One key field: its value, a non-empty string. Several (an aggregate's group):
+    their values as a JSON array, each a string or null."""
     if not isinstance(row, dict):
         raise RowError(f"row {index} is not a JSON object")
-    key = row.get(source.key_field)
-    if not isinstance(key, str) or not key:
-        raise RowError(f"row {index} has no {source.key_field!r}")
-    stamp = row.get(source.event_field)
+    fields = source.key_fields
+    if len(fields) == 1:
+        key = row.get(fields[0])
+        if not isinstance(key, str) or not key:
+            raise RowError(f"row {index} has no {fields[0]!r}")
+        return key
+    parts = [row.get(name) for name in fields]
+    wrong = [n for n, v in zip(fields, parts, strict=True) if not isinstance(v, str | None)]
+    if wrong:
+        raise RowError(f"row {index} has a {wrong[0]!r} that is not a string")
+    return orjson.dumps(parts).decode("utf-8")
+
+
+def event_ticks(source: Source, row: Any, index: int, key: str | None = None) -> int:
+    """Return the event time of ``row`` of an event log in ticks, or raise ``RowError``
+    saying what is wrong (``key``: the row's, when already known)."""
+    key = row_key(source, row, index) if key is None else key
+    field = source.event_field
+    assert field is not None, f"{source.name} rows are a report, not events"
+    stamp = row.get(field)
     if not isinstance(stamp, str):
-        raise RowError(f"row {index} ({source.key_field} {key}) has no {source.event_field!r}")
+        raise RowError(f"row {index} ({key}) has no {field!r}")
     try:
         return parse_ticks(stamp)
     except InstantParseError as exc:
-        raise RowError(
-            f"row {index} ({source.key_field} {key}) has an unreadable {source.event_field}: {exc}"
-        ) from None
+        raise RowError(f"row {index} ({key}) has an unreadable {field}: {exc}") from None
 
 
 def key_of_line(source: Source, line: bytes) -> str:
     """Return the key of an archived JSONL line (``orjson.dumps`` of a Graph row).
 
-    Graph sends the key property first, so the line usually starts ``{"id":"…"``: that is
-    read without parsing the row (a day's blobs hold a million lines); anything else is
-    parsed."""
-    head = b'{"' + source.key_field.encode() + b'":"'
-    if line.startswith(head):
-        end = line.find(b'"', len(head))
-        key = line[len(head) : end]
-        if end > 0 and b"\\" not in key:
-            return key.decode("utf-8")
-    return str(orjson.loads(line)[source.key_field])
+    Graph sends an event's key property first, so the line usually starts ``{"id":"…"``:
+    that is read without parsing the row (a day's blobs hold a million lines); anything
+    else is parsed."""
+    if len(source.key_fields) == 1:
+        head = b'{"' + source.key_fields[0].encode() + b'":"'
+        if line.startswith(head):
+            end = line.find(b'"', len(head))
+            key = line[len(head) : end]
+            if end > 0 and b"\\" not in key:
+                return key.decode("utf-8")
+    return row_key(source, orjson.loads(line), 0)

@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -51,14 +51,9 @@ from .settings import Settings, check_start
 from .settling import Settlement
 from .state import PROVISIONAL, SETTLE, Claim, StateBlob, state_from_document
 from .timefmt import format_instant
-from .windows import Window, run_end, settle_horizon
+from .windows import Window, run_bounds
 
 log = logging.getLogger("collector")
-
-
-def default_start(end: datetime) -> datetime:
-    """Where a source with no watermark and no ``COLLECTOR_START`` begins: the previous UTC day."""
-    return end.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
 
 
 async def run_cycle(
@@ -339,9 +334,15 @@ class _SourceRun:
         )
 
     async def run(self) -> None:
-        end = run_end(self._cycle.now, self._settings.lag)
-        horizon = settle_horizon(self._cycle.now, end, self._settings.lateness)
-        start = self._settings.start or default_start(end)
+        settings = self._settings
+        bounds = run_bounds(
+            self._cycle.now,
+            settings.lag,
+            settings.lateness,
+            settings.start,
+            self._lane.source.daily_report,
+        )
+        start, end, horizon = bounds.start, bounds.end, bounds.horizon
         self._report.watermark_before = self._state_blob.current.watermark
         state = await self._state_blob.apply(lambda st: watermarks.begin(st, start, horizon))
         self._report.watermark_after = state.watermark
@@ -364,7 +365,12 @@ class _SourceRun:
         settled = self._state_blob.current.settled
         if settled is None or settled >= horizon:
             return
-        plan = SettlePlan(settled, horizon, self._settings.windows_in_flight)
+        plan = SettlePlan(
+            settled,
+            horizon,
+            self._settings.windows_in_flight,
+            one_day=self._lane.source.daily_report,
+        )
         self._progress.plan_settle(settled, horizon)
 
         async def settle(window: Window) -> None:
@@ -408,9 +414,7 @@ class _SourceRun:
         await self._confirm_lease()  # a stalled run learns here that its source moved on
         days = await settlement.finish(blobs, self._settings.lateness)
         self._report.settled_days += days
-        self._report.late_rows += sum(
-            b.rows for b in blobs if b.created and b.day in settlement.days
-        )
+        self._report.late_rows += settlement.late_rows(blobs)
         self._report.changed_rows += sum(d.changed for d in settlement.days.values())
         await self._advance(Claim(SETTLE, window))
         self._progress.read(window, provisional=False)

@@ -59,6 +59,8 @@ class Settlement:
         self._store = store
         self._lane = lane
         self._window = window
+        self._counts_late = not lane.source.daily_report
+        """A daily report has no provisional blobs: its rows are not late, only reported."""
         self.days: dict[date, DaySettle] = {}
 
     @property
@@ -81,7 +83,7 @@ class Settlement:
                 self.days[day] = DaySettle(
                     day,
                     None,
-                    late=int(settle_blob.get("rows", "0")),
+                    late=int(settle_blob.get("rows", "0")) if self._counts_late else 0,
                     changed=int(settle_blob.get("changedRows", "0")),
                     gone=int(settle_blob.get("goneRows", "0")),
                 )
@@ -129,8 +131,14 @@ class Settlement:
                         key,
                         day,
                     )
-        settling.late += len(kept)
+        settling.late += len(kept) if self._counts_late else 0
         return kept
+
+    def late_rows(self, committed: list[CommittedBlob]) -> int:
+        """The late rows this settle read wrote (not those of blobs another attempt wrote)."""
+        if not self._counts_late:
+            return 0
+        return sum(b.rows for b in committed if b.created and b.day in self.days)
 
     def blob_metadata(self, day: date) -> dict[str, str]:
         """What a day's settle blob records besides its rows, so that a redo that finds it
@@ -145,7 +153,7 @@ class Settlement:
         """Write the manifest of every day not final yet; return how many days this was."""
         for blob in committed:
             settling = self.days.get(blob.day)
-            if settling is not None and not blob.created:
+            if settling is not None and not blob.created and self._counts_late:
                 settling.late = blob.rows  # another attempt's settle blob stands
         marked = 0
         for settling in self.days.values():

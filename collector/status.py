@@ -13,11 +13,13 @@ from .lanes import Lane
 from .layout import day_prefix, last_run_name, manifest_day, manifest_prefix, state_blob_name
 from .settings import Settings
 from .state import state_from_document
+from .windows import usual_lag
 
 SLACK = timedelta(seconds=2)
 STALE_AFTER = timedelta(hours=3)
 """How far beyond ``COLLECTOR_LAG_MINUTES`` a watermark may lag before the source is stale:
-hourly runs leave it up to an hour behind, and a throttled or slow run may take another."""
+hourly runs leave it up to an hour behind, and a throttled or slow run may take another. (A
+daily report's watermark may lag that much beyond its own usual lag, ``windows.usual_lag``.)"""
 
 
 async def collect_health(
@@ -26,6 +28,11 @@ async def collect_health(
     """Judge every lane (each source, of each tenant) as of ``now`` over the last ``days``
     days."""
     limit = max_lag if max_lag is not None else settings.lag + STALE_AFTER
+
+    def lane_limit(lane: Lane) -> timedelta:
+        # A daily report's watermark waits for whole days past the lateness: that much more.
+        usual = usual_lag(settings.lag, settings.lateness, lane.source.daily_report)
+        return limit + usual - settings.lag
 
     def consent(lane: Lane) -> str | None:
         if lane.tenant is None or settings.app_client_id is None:
@@ -37,7 +44,7 @@ async def collect_health(
         health = list(
             await asyncio.gather(
                 *(
-                    _lane_health(store, lane, now, days, limit, consent(lane))
+                    _lane_health(store, lane, now, days, lane_limit(lane), consent(lane))
                     for lane in settings.lanes
                 )
             )

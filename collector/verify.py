@@ -16,7 +16,7 @@ from .errors import RowError
 from .keyindex import KeyIndex
 from .lanes import Lane
 from .layout import day_prefix, is_collector_blob, manifest_day, manifest_name, manifest_prefix
-from .rows import event_ticks
+from .rows import event_ticks, row_key
 from .settings import Settings
 from .timefmt import utc_date_of_ticks
 
@@ -81,11 +81,14 @@ async def check_day(store: BlobStore, lane: Lane, day: date) -> DayCheck:
             count += 1
             row = orjson.loads(line)
             try:
-                if utc_date_of_ticks(event_ticks(source, row, count - 1)) != day:
-                    elsewhere += 1
+                key = row_key(source, row, count - 1)
+                # A daily report's rows carry no time: they belong to their folder's day.
+                if not source.daily_report:
+                    elsewhere += utc_date_of_ticks(event_ticks(source, row, count - 1)) != day
             except RowError as exc:
                 check.problems.append(f"{name}: {exc}")
-            index.add(str(row.get(source.key_field)), line)
+                key = line.decode("utf-8", "replace")
+            index.add(key, line)
         check.blobs += 1
         check.rows += count
         if name in listed and listed[name] != count:

@@ -94,6 +94,50 @@ def settle_horizon(now: datetime, end: datetime, lateness: timedelta) -> datetim
     return floor_to_midnight(min(end, now - lateness))
 
 
+def default_start(end: datetime) -> datetime:
+    """Where a lane with no watermark and no ``COLLECTOR_START`` begins: the previous UTC day."""
+    return floor_to_midnight(end) - timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class RunBounds:
+    """Where one run of a lane reads."""
+
+    start: datetime
+    """Where the lane begins if it has no watermark yet."""
+    end: datetime
+    """The exclusive end of the run's provisional windows."""
+    horizon: datetime | None
+    """The midnight before which days are settled (None: settling is off)."""
+
+
+def run_bounds(
+    now: datetime,
+    lag: timedelta,
+    lateness: timedelta,
+    start: datetime | None,
+    daily_report: bool,
+) -> RunBounds:
+    """Return where a run as of ``now`` reads, from ``start`` (``COLLECTOR_START``).
+
+    A ``daily_report`` is only ever settled, in whole UTC days: it has no provisional
+    windows, starts at the midnight of ``start``, and its horizon is the last midnight past
+    both ``lag`` and ``lateness`` (even with settling off: a day is reported once whole).
+    """
+    end = run_end(now, lag)
+    if not daily_report:
+        return RunBounds(start or default_start(end), end, settle_horizon(now, end, lateness))
+    horizon = floor_to_midnight(min(end, now - lateness))
+    return RunBounds(floor_to_midnight(start or default_start(horizon)), horizon, horizon)
+
+
+def usual_lag(lag: timedelta, lateness: timedelta, daily_report: bool) -> timedelta:
+    """How far behind 'now' a lane's watermark may stand right after a good run (besides the
+    minute it is floored to): ``lag`` for an event log; for a daily report, whose watermark
+    is its horizon, up to a day past ``max(lag, lateness)``."""
+    return max(lag, lateness) + timedelta(days=1) if daily_report else lag
+
+
 def settle_window(start: datetime, horizon: datetime, days: int) -> Window:
     """Return the settle window from ``start``: up to ``days`` midnights, ending at one."""
     days = max(1, min(days, SETTLE_MAX_DAYS))

@@ -1,7 +1,8 @@
 """An HTTP simulator of Graph's call-log functions, following the documented API.
 
-Serves getSmsLog (beta), getDirectRoutingCalls and getPstnCalls (v1.0 and beta), in both
-the short and the namespace-qualified form; checks bearer tokens with the local identity
+Serves getSmsLog, getPstnBlockedUsersLog and getPstnOnlineMeetingDialoutReport (beta),
+getDirectRoutingCalls and getPstnCalls (v1.0 and beta), in both the short and the
+namespace-qualified form; checks bearer tokens with the local identity
 authority; pages by 1,000 rows with absolute ``@odata.nextLink``s; refuses ranges over
 90 days; and injects faults on demand (429 with Retry-After, 5xx, dropped connections,
 slow pages, permanent 4xx).
@@ -43,6 +44,7 @@ FUNCTIONS: dict[str, tuple[str, frozenset[str], bool]] = {
     "getDirectRoutingCalls": ("direct_routing", frozenset({"v1.0", "beta"}), False),
     "getPstnCalls": ("pstn", frozenset({"v1.0", "beta"}), True),
     "getPstnBlockedUsersLog": ("pstn_blocked_users", frozenset({"beta"}), False),
+    "getPstnOnlineMeetingDialoutReport": ("pstn_dialout_report", frozenset({"beta"}), False),
 }
 _PATH = re.compile(
     r"/(?P<version>v1\.0|beta)/communications/callRecords/"

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from collector.sources import SOURCES
 from collector.timefmt import TICKS_PER_SECOND, parse_ticks, to_ticks
 
 TICKS_PER_DAY = 86_400 * TICKS_PER_SECOND
@@ -77,10 +78,15 @@ def _number(rng: random.Random, masked: bool) -> str:
     return "+" + (digits[:8] + "***" if masked else digits)
 
 
+_USERS = uuid.UUID("5f0c3a52-8d7e-4d43-9a43-3b8f2f9c1e70")
+"""Namespace of the people's user ids: each person has one id in every row."""
+
+
 def _person(rng: random.Random) -> dict[str, Any]:
     name, alias = rng.choice(_PEOPLE)
+    _guid(rng)  # drawn as before, so every other property keeps its value for a seed
     return {
-        "userId": _guid(rng),
+        "userId": str(uuid.uuid5(_USERS, alias)),
         "userPrincipalName": f"{alias}@contoso.com",
         "userDisplayName": name,
     }
@@ -205,13 +211,53 @@ _BUILDERS = {
     "pstn": _pstn_row,
     "pstn_blocked_users": _blocked_user_row,
 }
-_KEYS = {"pstn_blocked_users": "remediationId"}
-"""Each source's row key, where it is not ``id`` (as in ``collector.sources``)."""
+
+
+def _dialout_report(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Graph's dial-out report over a range's PSTN calls: the audio-conference dial-out
+    calls (``conf_out``), counted under the user of the call (the meeting's organizer), per
+    usage location, destination context and currency."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for call in calls:
+        if call["callType"] == "conf_out":
+            group = (
+                call["userId"],
+                call["userPrincipalName"],
+                call["userDisplayName"],
+                call["usageCountryCode"],
+                call["destinationContext"],
+                call["currency"],
+            )
+            groups.setdefault(group, []).append(call)
+    report = [
+        {
+            "userId": user_id,
+            "userPrincipalName": principal,
+            "userDisplayName": name,
+            "usageLocation": location,
+            "destinationContext": context,
+            "currency": currency,
+            "totalCalls": len(group),
+            # Call charges and connection fees, as the docs define the total.
+            "totalCallCharge": round(sum(c["charge"] + c["connectionCharge"] for c in group), 4),
+            "totalCallSeconds": sum(c["duration"] for c in group),
+        }
+        for (user_id, principal, name, location, context, currency), group in groups.items()
+    ]
+    report.sort(
+        key=lambda r: (r["userPrincipalName"], r["usageLocation"], str(r["destinationContext"]))
+    )
+    return report
+
+
+REPORTS = {"pstn_dialout_report": ("pstn", _dialout_report)}
+"""Sources whose rows Graph aggregates from another log's over the range asked for: the
+log and the aggregation."""
 
 
 def row_key(source: str, row: Mapping[str, Any]) -> str:
-    """The property that identifies a row of ``source``."""
-    return str(row[_KEYS.get(source, "id")])
+    """The property that identifies a row of the event log ``source``."""
+    return str(row[SOURCES[source].key_fields[0]])
 
 
 class Tenant:
@@ -277,7 +323,11 @@ class Tenant:
     def rows(
         self, source: str, start: int, end: int, *, inclusive_end: bool = False
     ) -> list[dict[str, Any]]:
-        """Return the rows of ``source`` with event ticks in ``[start, end)`` (``]`` if inclusive)."""
+        """Return the rows of ``source`` with event ticks in ``[start, end)`` (``]`` if
+        inclusive); of a report, its rows over the events of ``[start, end)``."""
+        if source in REPORTS:
+            events, aggregate = REPORTS[source]
+            return aggregate(self.rows(events, start, end))
         start = max(start, self.retained_from)
         if end < start:
             return []

@@ -23,8 +23,9 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from collector.cli import main
+from collector.rows import event_ticks, row_key
 from collector.sources import SOURCES
-from collector.timefmt import parse_instant, parse_ticks, utc_date_of_ticks
+from collector.timefmt import parse_instant, utc_date_of_ticks
 from devstack.azurite import ACCOUNT, ACCOUNT_KEY, Azurite
 from devstack.proxy import ImmutableArchiveProxy
 from devstack.stack import GraphStack
@@ -142,7 +143,7 @@ def data_rows(
 
 def partition_of(source: str, row: Mapping[str, Any], tenant: str | None = None) -> str:
     """The folder a row belongs in, by the UTC date of its event time."""
-    day: date = utc_date_of_ticks(parse_ticks(row[SOURCES[source].event_field]))
+    day: date = utc_date_of_ticks(event_ticks(SOURCES[source], row, 0))
     folder = source if tenant is None else f"{source}/tenant={tenant}"
     return f"{folder}/year={day.year:04d}/month={day.month:02d}/day={day.day:02d}/"
 
@@ -161,22 +162,25 @@ def assert_archive_matches(
     ``not_yet``), each once, equal as JSON and in its date partition; return the row count."""
     blobs = stack.blobs() if blobs is None else blobs
     data = stack.tenant if tenant is None else stack.graph.simulator.tenants[tenant]
-    key = SOURCES[source].key_field
+
+    def key(row: Mapping[str, Any]) -> str:
+        return row_key(SOURCES[source], row, 0)
+
     expected = [
         row
         for row in data.rows_between(source, parse_instant(start), parse_instant(end))
-        if row[key] not in not_yet
+        if key(row) not in not_yet
     ]
     archived = data_rows(blobs, source, tenant)
-    ids = [row[key] for _, row in archived]
+    ids = [key(row) for _, row in archived]
     assert len(ids) == len(set(ids)), f"{source}: {len(ids) - len(set(ids))} duplicate rows"
-    by_id = {row[key]: (name, row) for name, row in archived}
-    missing = [r[key] for r in expected if r[key] not in by_id]
+    by_id = {key(row): (name, row) for name, row in archived}
+    missing = [key(r) for r in expected if key(r) not in by_id]
     assert not missing, f"{source}: {len(missing)} rows missing, e.g. {missing[:3]}"
     assert len(archived) == len(expected), f"{source}: extra rows archived"
     for row in expected:
-        name, stored = by_id[row[key]]
-        assert stored == row, f"{source}: row {row[key]} differs"
+        name, stored = by_id[key(row)]
+        assert stored == row, f"{source}: row {key(row)} differs"
         assert name.startswith(partition_of(source, row, tenant)), f"{name} is the wrong partition"
     return len(expected)
 

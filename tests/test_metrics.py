@@ -327,3 +327,21 @@ def test_a_tenant_s_lane_carries_its_tenant_as_an_attribute() -> None:
     recording(reader).record(report, parse_instant(SECOND), 0)
     lane = {"source": "pstn", "tenant": "aaaaaaaa-1111-4111-8111-000000000001"}
     assert points(reader)[names.ROWS] == {tuple(sorted(lane.items())): 5}
+
+
+def test_a_daily_report_records_its_settled_lag_only(stack: Stack) -> None:
+    # Its watermark is its settled one, a day and the lateness behind by design: the
+    # watermark-lag alert would fire on it every hour.
+    stack.env.update(COLLECTOR_SOURCES="pstn,pstn_dialout_report")
+    reader = InMemoryMetricReader()
+    assert collect(stack, SECOND, recording(reader)).ok
+    found = points(reader)
+    assert set(found[names.WATERMARK_LAG]) == {of("pstn")}
+    assert set(found[names.SETTLED_LAG]) == {of("pstn"), of("pstn_dialout_report")}
+    now = parse_instant(SECOND)
+    reported_to = datetime(2026, 10, 21, tzinfo=UTC)  # Oct 20 is the only day 48 h past
+    assert (
+        found[names.SETTLED_LAG][of("pstn_dialout_report")] == (now - reported_to).total_seconds()
+    )
+    assert found[names.LATE_ROWS][of("pstn_dialout_report")] == 0
+    assert found[names.ROWS][of("pstn_dialout_report")] > 0

@@ -33,3 +33,13 @@ def test_provisional_windows_are_cut_at_midnight_and_numbered() -> None:
     assert first is not None and second is not None and plan.next_window() is None
     assert first.end == second.start == DAY + timedelta(days=1)
     assert plan.label(second) == " 2/2"
+
+
+def test_a_daily_report_is_settled_one_day_a_window_however_sparse() -> None:
+    plan = SettlePlan(DAY, DAY + timedelta(days=6), in_flight=4, one_day=True)
+    lengths = []
+    while (window := plan.next_window()) is not None:
+        lengths.append(window.end - window.start)
+        plan.finished(pages=1)
+    assert lengths == [timedelta(days=1)] * 6
+    assert plan.width(dense=False) == 4  # nothing to grow: the days go side by side

@@ -94,3 +94,38 @@ def test_sms_uses_sent_date_time() -> None:
 )
 def test_the_key_of_an_archived_line_is_read_with_or_without_parsing(row: dict[str, Any]) -> None:
     assert key_of_line(DR, orjson.dumps(row)) == row["id"]
+
+
+REPORT = SOURCES["pstn_dialout_report"]
+
+
+def report_row(user: str, context: str | None, calls: int = 1) -> dict[str, object]:
+    return {
+        "userId": f"id-{user}",
+        "userPrincipalName": f"{user}@contoso.com",
+        "usageLocation": "US",
+        "destinationContext": context,
+        "currency": "USD",
+        "totalCalls": calls,
+    }
+
+
+def test_a_daily_report_s_rows_go_under_its_day_keyed_by_their_group() -> None:
+    rows = [report_row("a", "Domestic"), report_row("a", "International"), report_row("b", None)]
+    first = split_page(REPORT, WINDOW, rows)
+    assert first.rows == 3 and set(first.lines) == {date(2026, 11, 20)}
+    assert first.boundary_skipped == first.outside == 0
+    # Offset paging repeats a row across pages: its whole group is the key.
+    again = split_page(REPORT, WINDOW, [report_row("b", None), report_row("c", None)], first.keys)
+    assert again.rows == 1 and again.duplicates == 1
+    line = first.lines[date(2026, 11, 20)][0]
+    assert key_of_line(REPORT, line) == first.line_keys[date(2026, 11, 20)][0]
+    assert key_of_line(REPORT, line) == '["id-a","a@contoso.com","US","Domestic","USD"]'
+
+
+def test_a_daily_report_is_read_a_whole_day_at_a_time_and_its_key_must_be_text() -> None:
+    partial = Window(datetime(2026, 11, 20, 6, tzinfo=UTC), datetime(2026, 11, 21, tzinfo=UTC))
+    with pytest.raises(ValueError, match="one whole UTC day"):
+        split_page(REPORT, partial, [report_row("a", "Domestic")])
+    with pytest.raises(RowError, match="'currency' that is not a string"):
+        split_page(REPORT, WINDOW, [{**report_row("a", "Domestic"), "currency": 840}])

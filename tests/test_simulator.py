@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -140,3 +141,35 @@ def test_sms_on_beta_and_pstn_end_is_inclusive_as_documented(graph: GraphStack) 
     assert (
         stamps[-1] == "2026-11-21T00:00:00Z" and len(stamps) == 31
     )  # includes next midnight's row
+
+
+def test_the_dial_out_report_aggregates_the_range_s_conference_dial_outs(graph: GraphStack) -> None:
+    base = "/communications/callRecords/getPstnOnlineMeetingDialoutReport"
+    days = ("2026-11-20", "2026-11-21", "2026-11-22")
+
+    def report(start: str, end: str) -> list[dict[str, Any]]:
+        status, body = call(graph, f"/beta{base}(fromDateTime={start},toDateTime={end})")
+        assert status == 200
+        return list(body["value"])
+
+    assert call(graph, f"/v1.0{base}(fromDateTime={days[0]},toDateTime={days[1]})")[0] == 400
+    pstn = "/v1.0/communications/callRecords/getPstnCalls"
+    calls = [
+        c
+        for c in call(graph, f"{pstn}(fromDateTime={days[0]},toDateTime={days[1]})")[1]["value"]
+        if c["callType"] == "conf_out" and c["startDateTime"] < days[1]
+    ]
+    first = report(days[0], days[1])
+    assert sum(r["totalCalls"] for r in first) == len(calls) > 0
+    assert sum(r["totalCallSeconds"] for r in first) == sum(c["duration"] for c in calls)
+
+    # Rows are aggregates of the range asked for: two days are the sum of each day's.
+    def per_group(rows: list[dict[str, Any]]) -> Counter[str]:
+        totals: Counter[str] = Counter()
+        for r in rows:
+            group = (r["userId"], r["usageLocation"], r["destinationContext"], r["currency"])
+            totals[repr(group)] += r["totalCallSeconds"]
+        return totals
+
+    both = report(days[0], days[2])
+    assert per_group(both) == per_group(first) + per_group(report(days[1], days[2]))

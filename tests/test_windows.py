@@ -15,9 +15,11 @@ from collector.windows import (
     floor_to_midnight,
     next_settle_days,
     plan_windows,
+    run_bounds,
     run_end,
     settle_horizon,
     settle_window,
+    usual_lag,
     window_days,
 )
 
@@ -80,6 +82,26 @@ def test_settle_horizon_is_the_midnight_lateness_after_a_day_ends() -> None:
     # Never past what the run reads at all (a lag longer than the lateness).
     late_end = run_end(now, timedelta(days=3))
     assert settle_horizon(now, late_end, timedelta(hours=1)) == datetime(2026, 11, 20, tzinfo=UTC)
+
+
+def test_a_daily_report_reads_only_whole_days_past_lag_and_lateness() -> None:
+    now, hour = datetime(2026, 11, 23, 12, 30, tzinfo=UTC), timedelta(hours=1)
+    events = run_bounds(now, hour, timedelta(hours=48), None, daily_report=False)
+    assert events.end == datetime(2026, 11, 23, 11, 30, tzinfo=UTC)
+    assert events.horizon == datetime(2026, 11, 21, tzinfo=UTC)
+    assert events.start == datetime(2026, 11, 22, tzinfo=UTC)
+    report = run_bounds(now, hour, timedelta(hours=48), None, daily_report=True)
+    # Nothing provisional: the report ends where settling does, and starts a day before.
+    assert report.end == report.horizon == datetime(2026, 11, 21, tzinfo=UTC)
+    assert report.start == datetime(2026, 11, 20, tzinfo=UTC)
+    # Settling off still waits for whole days; a start within a day begins at its midnight.
+    off = run_bounds(now, hour, timedelta(0), datetime(2026, 11, 1, 6, tzinfo=UTC), True)
+    assert off.end == off.horizon == datetime(2026, 11, 23, tzinfo=UTC)
+    assert off.start == datetime(2026, 11, 1, tzinfo=UTC)
+    assert run_bounds(now, hour, timedelta(0), None, daily_report=False).horizon is None
+    assert usual_lag(hour, timedelta(hours=48), daily_report=False) == hour
+    assert usual_lag(hour, timedelta(hours=48), daily_report=True) == timedelta(hours=72)
+    assert usual_lag(hour, timedelta(0), daily_report=True) == timedelta(hours=25)
 
 
 @given(instants, st.integers(min_value=1, max_value=200), st.integers(min_value=1, max_value=400))

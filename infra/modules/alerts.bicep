@@ -14,7 +14,7 @@ param noSuccessHours int
 param failureCount int
 @description('Minutes a run stays behind now (COLLECTOR_LAG_MINUTES).')
 param lagMinutes int
-@description('Allowed lateness in hours before a day is settled (COLLECTOR_LATENESS_HOURS); 0: settling is off and so is its alert.')
+@description('Allowed lateness in hours before a day is settled (COLLECTOR_LATENESS_HOURS); 0: event logs are not settled, daily reports still are.')
 param latenessHours int
 @description('Hours beyond lagMinutes a source\'s watermark may lag before the "watermark lag" alert fires.')
 @minValue(1)
@@ -192,13 +192,15 @@ resource watermarkLag 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   }
 }
 
-resource daysNotSettled 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = if (latenessHours > 0) {
+// Unconditional: with settling off (latenessHours 0) event logs record no settled lag, but a
+// daily report (pstn_dialout_report) is always settled, and this is what watches it.
+resource daysNotSettled 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   name: 'day-not-settled-${functionAppName}'
   location: location
   tags: tags
   properties: {
     displayName: 'Teams call-log collector: a day is not settled a day after its ${latenessHours} h lateness'
-    description: 'A source\'s settled watermark (collector.settled.lag) is a day behind its lateness horizon: a day that should be final has no manifest yet. The alert names the source; run `python -m collector status` (the settled watermark and the day strip) and check its runs\' settle windows in the log lines.'
+    description: 'A source\'s settled watermark (collector.settled.lag) is a day behind its lateness horizon: a day that should be final (or, for a daily report such as pstn_dialout_report, reported) has no manifest yet. The alert names the source; run `python -m collector status` (the settled watermark and the day strip) and check its runs\' settle windows in the log lines.'
     severity: 3
     enabled: true
     scopes: [

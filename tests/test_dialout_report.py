@@ -1,0 +1,132 @@
+"""The dial-out report end to end: one report per whole UTC day past the lateness horizon,
+written once under that day, rows as Graph returned them and consistent with the PSTN log's
+conference dial-out calls of the same day."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from collector.cli import main
+from collector.timefmt import to_ticks
+from devstack.graph_simulator import Fault
+
+from .conftest import SECOND, Stack, data_rows
+
+REPORT = "pstn_dialout_report"
+LATER = "2026-10-25T12:30:00Z"
+"""Two days after ``SECOND``: the 48 h horizon has moved from Oct 21 to Oct 23."""
+
+
+def day_folder(day: date, source: str = REPORT) -> str:
+    return f"{source}/year={day.year:04d}/month={day.month:02d}/day={day.day:02d}/"
+
+
+def midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def assert_reported(stack: Stack, days: list[date]) -> dict[str, bytes]:
+    """Assert the archive holds exactly one report blob for each of ``days`` and for no other
+    day, each with the rows Graph serves for that whole day, in its order and unchanged."""
+    blobs = stack.blobs()
+    reports = sorted(n for n in blobs if n.startswith(f"{REPORT}/"))
+    assert reports == [f"{day_folder(d)}settle-{d.isoformat()}.jsonl" for d in days]
+    for day, name in zip(days, reports, strict=True):
+        served = stack.tenant.rows_between(REPORT, midnight(day), midnight(day) + timedelta(1))
+        assert served, f"no dial-out on {day}: the test tenant should have some"
+        assert [json.loads(line) for line in blobs[name].splitlines()] == served
+        manifest = json.loads(blobs[f"_manifests/{REPORT}/{day.isoformat()}.json"])
+        assert manifest["lateRows"] == 0  # a report has no provisional rows to be late to
+        assert manifest["rows"] == len(served) and manifest["blobs"] == [
+            {"name": name, "rows": len(served)}
+        ]
+    return blobs
+
+
+def requested_days(stack: Stack) -> list[tuple[int, int]]:
+    """The (fromDateTime, toDateTime) ticks of every report the collector asked Graph for."""
+    return [
+        (start, end) for source, start, end in stack.graph.simulator.windows if source == REPORT
+    ]
+
+
+def whole_day(day: date) -> tuple[int, int]:
+    return to_ticks(midnight(day)), to_ticks(midnight(day) + timedelta(days=1))
+
+
+def test_one_report_per_whole_day_past_the_lateness_consistent_with_the_pstn_log(
+    stack: Stack,
+) -> None:
+    stack.env.update(COLLECTOR_SOURCES=f"pstn,{REPORT}")
+    assert stack.run(SECOND) == 0
+    # Oct 20 is the only day past the 48 h horizon: Oct 21 onwards would be partial totals.
+    assert_reported(stack, [date(2026, 10, 20)])
+    assert requested_days(stack) == [whole_day(date(2026, 10, 20))]
+    assert main(["status", "--as-of", SECOND], stack.env) == 0
+
+    # A dial-out call Graph ingests late, on a day not yet reported: its report includes it.
+    late = stack.tenant.add_row("pstn", "2026-10-22T09:00:00.5Z")
+    late["callType"] = "conf_out"
+    assert stack.run(LATER) == 0
+    days = [date(2026, 10, 20), date(2026, 10, 21), date(2026, 10, 22)]
+    blobs = assert_reported(stack, days)
+    # Each day asked for once, whole; Oct 20 not again.
+    assert sorted(requested_days(stack)) == [whole_day(d) for d in days]
+
+    for day in days:
+        calls = [
+            row
+            for name, row in data_rows(blobs, "pstn")
+            if name.startswith(day_folder(day, "pstn")) and row["callType"] == "conf_out"
+        ]
+        report = [
+            json.loads(line) for line in blobs[f"{day_folder(day)}settle-{day}.jsonl"].splitlines()
+        ]
+        calls_per_user = Counter(c["userPrincipalName"] for c in calls)
+        reported_per_user: Counter[str] = Counter()
+        for row in report:
+            reported_per_user[row["userPrincipalName"]] += row["totalCalls"]
+        assert reported_per_user == calls_per_user, day
+        assert sum(r["totalCallSeconds"] for r in report) == sum(c["duration"] for c in calls)
+        charged = sum(c["charge"] + c["connectionCharge"] for c in calls)
+        assert abs(sum(r["totalCallCharge"] for r in report) - charged) < 0.001 * len(report)
+    assert late["id"] in {row["id"] for _, row in data_rows(blobs, "pstn")}
+
+    assert main(["verify"], stack.env) == 0
+    assert main(["status", "--as-of", LATER], stack.env) == 0
+    # Days on with no run, the report is stale like any log (its limit is a day longer).
+    assert main(["status", "--as-of", "2026-10-27T12:30:00Z"], stack.env) != 0
+
+
+def test_with_settling_off_a_report_still_waits_for_whole_days(stack: Stack) -> None:
+    stack.env.update(COLLECTOR_SOURCES=f"pstn,{REPORT}", COLLECTOR_LATENESS_HOURS="0")
+    assert stack.run(SECOND) == 0  # reads to Oct 23 11:30: Oct 23 is not whole yet
+    days = [date(2026, 10, 20), date(2026, 10, 21), date(2026, 10, 22)]
+    blobs = assert_reported(stack, days)
+    assert sorted(requested_days(stack)) == [whole_day(d) for d in days]
+    assert not [n for n in blobs if n.startswith("_manifests/pstn/")]  # events: not settled
+    assert main(["status", "--as-of", SECOND], stack.env) == 0
+
+
+def test_a_day_that_fails_is_reported_by_the_next_run_and_no_day_twice(
+    stack: Stack, capsys: Any
+) -> None:
+    stack.env.update(COLLECTOR_SOURCES=REPORT, COLLECTOR_LATENESS_HOURS="0")
+    stack.graph.simulator.add_fault(
+        Fault(
+            "status", status=403, code="Forbidden", source=REPORT, window="fromDateTime=2026-10-21"
+        )
+    )
+    assert stack.run(SECOND) != 0
+    assert f"{REPORT}: failed" in capsys.readouterr().out
+    state = stack.state(REPORT)
+    assert state is not None and state["settled"] == "2026-10-21T00:00:00Z"
+    assert main(["status", "--as-of", SECOND], stack.env) != 0
+
+    assert stack.run(SECOND) == 0
+    assert_reported(stack, [date(2026, 10, 20), date(2026, 10, 21), date(2026, 10, 22)])
+    assert main(["verify"], stack.env) == 0
+    assert main(["status", "--as-of", SECOND], stack.env) == 0
