@@ -67,7 +67,7 @@ param archiveImmutabilityDays int = 0
 @description('Lock the archive\'s immutability policy: irreversible (it can then be extended, never shortened or removed). Once locked, in the portal or here, keep this true: provisioning cannot set a locked policy back to unlocked.')
 param archiveImmutabilityLocked bool = false
 
-@description('Comma-separated subset of sms, direct_routing, pstn, pstn_blocked_users.')
+@description('Comma-separated subset of sms, direct_routing, pstn, pstn_blocked_users, pstn_dialout_report.')
 param collectorSources string = 'sms,direct_routing'
 
 @description('Multi-tenant mode: create an app registration whose federated credential trusts the function\'s identity, and collect the tenants of collectorTenants through it (each consents once). Off: the identity\'s own tenant only.')

@@ -17,6 +17,7 @@ from collector import metrics
 from collector.fanout import QUEUE
 from collector.metrics import FAILED_RUNS_IN_A_ROW, SETTLED_LAG, WATERMARK_LAG
 from collector.settings import DEFAULTS, OPTIONAL_SETTINGS, SETTING_NAMES
+from collector.sources import SOURCES
 
 ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
@@ -536,3 +537,13 @@ def test_the_tenant_queue_is_in_the_host_account_the_identity_may_use() -> None:
     assert queue["config"]["name"] == QUEUE
     roles = (INFRA / "modules/rbac.bicep").read_text()
     assert "storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'" in roles
+
+
+def test_every_source_is_named_where_a_deployer_chooses_them() -> None:
+    param = template("main.bicep")["parameters"]["collectorSources"]
+    described = _decorator(param, "description")
+    readme = (ROOT / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `COLLECTOR_SOURCES` |"))
+    for name in SOURCES:
+        assert re.search(rf"\b{name}\b", described), name
+        assert f"`{name}`" in row, name
