@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="M",
         help=(
             "a watermark further behind is stale (default: COLLECTOR_LAG_MINUTES + 180); "
-            "a daily report's may lag a day and the lateness more"
+            "a daily report's, max(lag, lateness) + 1 day more, less the lag"
         ),
     )
     check = commands.add_parser(

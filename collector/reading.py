@@ -110,7 +110,7 @@ class WindowReader:
     ) -> int:
         """Stream every page of ``window`` into ``writer``; return the number of pages."""
         pages = 0
-        previous_keys: set[str] = set()
+        previous_keys: dict[str, bytes] = {}
         source, report = self._lane.source, self._report
         async with aclosing(self._graph.pages(source, window, report.stats)) as paging:
             first = asyncio.ensure_future(anext(paging, None))
@@ -141,6 +141,14 @@ class WindowReader:
                 pages += 1
                 report.pages += 1
                 report.rows += split.rows
+                if split.duplicates:
+                    log.info(
+                        "%s: %d rows of page %d repeat a row of this page or the last (offset "
+                        "paging shifts rows); each is archived once",
+                        self._lane.name,
+                        split.duplicates,
+                        page.number,
+                    )
                 if split.outside:
                     log.warning(
                         "%s: %d rows of page %d lie outside window %s; kept in their own date folders",

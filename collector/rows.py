@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Set
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -12,7 +12,7 @@ import orjson
 from .errors import InstantParseError, RowError
 from .sources import Source
 from .timefmt import parse_ticks, to_ticks, utc_date_of_ticks
-from .windows import Window, floor_to_midnight, window_days
+from .windows import Window, floor_to_midnight, next_midnight
 
 
 @dataclass
@@ -23,8 +23,8 @@ class PageSplit:
     """UTF-8 JSON texts (no newline) by event date."""
     line_keys: dict[date, list[str]] = field(default_factory=dict)
     """The key of each of ``lines``' rows, in the same order."""
-    keys: set[str] = field(default_factory=set)
-    """Keys of the rows of this page (to recognise repeats on the next page)."""
+    keys: dict[str, bytes] = field(default_factory=dict)
+    """Each key of this page with its row's line (to recognise repeats on the next page)."""
     rows: int = 0
     duplicates: int = 0
     """Rows whose key was already on this page or the previous one: dropped."""
@@ -35,7 +35,10 @@ class PageSplit:
 
 
 def split_page(
-    source: Source, window: Window, rows: Iterable[Any], previous_keys: Set[str] = frozenset()
+    source: Source,
+    window: Window,
+    rows: Iterable[Any],
+    previous_keys: Mapping[str, bytes] | None = None,
 ) -> PageSplit:
     """Validate ``rows`` of one page of ``window`` and group their JSONL lines by event date
     (a daily report's rows all go under the window's one day).
@@ -46,17 +49,30 @@ def split_page(
     whose ``fromDateTime`` is inclusive, returns it (Graph may return it here as well, as the
     PSTN docs call ``toDateTime`` inclusive). The archive is append-only, so a boundary row
     kept by both windows would stay archived twice.
+
+    A daily report's rows are identified by their group (``key_fields``), not by an id
+    Graph guarantees: a repeated group with other content raises ``RowError`` rather than
+    drop a row that may be distinct.
     """
     start, end = to_ticks(window.start), to_ticks(window.end)
     report_day = _report_day(source, window)
+    previous = previous_keys or {}
     split = PageSplit()
     for index, row in enumerate(rows):
         key = row_key(source, row, index)
         ticks = 0 if report_day else event_ticks(source, row, index, key)  # 0: no time
-        if key in split.keys or key in previous_keys:
+        # orjson's bytes keep its whole output buffer (about 8 KB for a 700-byte row: 8 MB
+        # a page); an exact-size copy is faster than the page faults that would cost.
+        line = b"%b" % orjson.dumps(row)
+        seen = split.keys.get(key) or previous.get(key)
+        if seen is not None:
+            if report_day and seen != line:
+                raise RowError(
+                    f"row {index} repeats the group {key} of another row with other totals"
+                )
             split.duplicates += 1
             continue
-        split.keys.add(key)
+        split.keys[key] = line
         if report_day:
             day = report_day
         elif ticks == end:
@@ -65,9 +81,7 @@ def split_page(
         else:
             split.outside += not start <= ticks < end
             day = utc_date_of_ticks(ticks)
-        # orjson's bytes keep its whole output buffer (about 8 KB for a 700-byte row: 8 MB
-        # a page); an exact-size copy is faster than the page faults that would cost.
-        split.lines.setdefault(day, []).append(b"%b" % orjson.dumps(row))
+        split.lines.setdefault(day, []).append(line)
         split.line_keys.setdefault(day, []).append(key)
         split.rows += 1
     return split
@@ -77,16 +91,15 @@ def _report_day(source: Source, window: Window) -> date | None:
     """The day a daily report's rows belong to (None for events, placed by their time)."""
     if not source.daily_report:
         return None
-    days = window_days(window)
-    if len(days) != 1 or window.start != floor_to_midnight(window.start):
+    if window.start != floor_to_midnight(window.start) or window.end != next_midnight(window.start):
         raise ValueError(f"{source.name} is read one whole UTC day at a time, not {window}")
-    return days[0]
+    return window.start.date()
 
 
 def row_key(source: Source, row: Any, index: int) -> str:
     """Return the key of ``row`` (its ``key_fields``), or raise ``RowError`` saying what is
     wrong. One key field: its value, a non-empty string. Several (an aggregate's group):
-    their values as a JSON array, each a string or null."""
+    their values as a JSON array, each a string or null, not all null."""
     if not isinstance(row, dict):
         raise RowError(f"row {index} is not a JSON object")
     fields = source.key_fields
@@ -99,6 +112,8 @@ def row_key(source: Source, row: Any, index: int) -> str:
     wrong = [n for n, v in zip(fields, parts, strict=True) if not isinstance(v, str | None)]
     if wrong:
         raise RowError(f"row {index} has a {wrong[0]!r} that is not a string")
+    if all(v is None for v in parts):
+        raise RowError(f"row {index} has none of {', '.join(fields)}")
     return orjson.dumps(parts).decode("utf-8")
 
 

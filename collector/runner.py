@@ -49,7 +49,7 @@ from .reports import RunReport, SourceReport, failed_in_a_row
 from .scheduler import Deadlines, Scheduler
 from .settings import Settings, check_start
 from .settling import Settlement
-from .state import PROVISIONAL, SETTLE, Claim, StateBlob, state_from_document
+from .state import PROVISIONAL, SETTLE, Claim, SourceState, StateBlob, state_from_document
 from .timefmt import format_instant
 from .windows import Window, run_bounds
 
@@ -316,6 +316,8 @@ class _SourceRun:
         self._confirm_lease = lease.confirm
         self._report = report
         self._finished: set[Claim] = set()
+        self._settling = False
+        """The run settles days (a lateness is set)."""
         self._labels: dict[Window, str] = {}
         per_log = min(
             settings.requests_per_minute_per_log,
@@ -344,9 +346,9 @@ class _SourceRun:
         )
         start, end, horizon = bounds.start, bounds.end, bounds.horizon
         self._report.watermark_before = self._state_blob.current.watermark
+        self._settling = horizon is not None
         state = await self._state_blob.apply(lambda st: watermarks.begin(st, start, horizon))
-        self._report.watermark_after = state.watermark
-        self._report.settled_after = state.settled
+        self._passed(state)
         redo = watermarks.to_redo(state)
         if redo:
             log.info("%s: re-reading %d unfinished window(s)", self._lane.name, len(redo))
@@ -371,7 +373,7 @@ class _SourceRun:
             self._settings.windows_in_flight,
             one_day=self._lane.source.daily_report,
         )
-        self._progress.plan_settle(settled, horizon)
+        self._progress.plan_settle(settled, horizon, one_day=self._lane.source.daily_report)
 
         async def settle(window: Window) -> None:
             plan.finished(await self._settle(window))
@@ -424,8 +426,13 @@ class _SourceRun:
     async def _advance(self, finished: Claim) -> None:
         self._finished.add(finished)
         state = await self._state_blob.apply(lambda st: watermarks.advance(st, self._finished))
+        self._passed(state)
+
+    def _passed(self, state: SourceState) -> None:
+        """Report where the watermarks stand; with settling off, a settled watermark left
+        from before stays behind for good and is not reported (its lag would only grow)."""
         self._report.watermark_after = state.watermark
-        self._report.settled_after = state.settled
+        self._report.settled_after = state.settled if self._settling else None
 
     def _done(self, window: Window, label: str, blobs: list[CommittedBlob], pages: int) -> None:
         self._report.windows += 1

@@ -348,13 +348,14 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     """Validate ``env`` (os.environ or app settings) and return the collector's settings."""
     identity = _guid("AZURE_CLIENT_ID", _get(env, "AZURE_CLIENT_ID"))
     tenants, app = _tenants(env, identity)
+    sources = _sources(_get(env, "COLLECTOR_SOURCES"))
     return Settings(
         graph_endpoint=_endpoint("GRAPH_ENDPOINT", _get(env, "GRAPH_ENDPOINT"), allow_path=False),
         graph_timeout=float(
             _int("GRAPH_TIMEOUT_SECONDS", _get(env, "GRAPH_TIMEOUT_SECONDS"), 1, 600)
         ),
         identity_client_id=identity,
-        sources=_sources(_get(env, "COLLECTOR_SOURCES")),
+        sources=sources,
         storage=_storage(env),
         container=_container(_get(env, "COLLECTOR_CONTAINER")),
         start=_start(_get(env, "COLLECTOR_START")),
@@ -362,9 +363,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             minutes=_int("COLLECTOR_LAG_MINUTES", _get(env, "COLLECTOR_LAG_MINUTES"), 0, 10_080)
         ),
         schedule=_schedule(_get(env, "COLLECTOR_SCHEDULE")),
-        lateness=timedelta(
-            hours=_int("COLLECTOR_LATENESS_HOURS", _get(env, "COLLECTOR_LATENESS_HOURS"), 0, 720)
-        ),
+        lateness=_lateness(_get(env, "COLLECTOR_LATENESS_HOURS"), sources),
         time_budget=float(
             _int(
                 "COLLECTOR_TIME_BUDGET_SECONDS",
@@ -393,6 +392,20 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         authority=authority_url(env),
         queue=_queue(env),
     )
+
+
+def _lateness(raw: str | None, sources: tuple[Source, ...]) -> timedelta:
+    hours = _int("COLLECTOR_LATENESS_HOURS", raw, 0, 720)
+    reports = [s.name for s in sources if s.daily_report]
+    if hours == 0 and reports:
+        raise ConfigError(
+            "COLLECTOR_LATENESS_HOURS",
+            raw,
+            f"above 0 while COLLECTOR_SOURCES has {', '.join(reports)}: a daily report is "
+            "read once, when its day is past the lateness, and Graph ingests calls up to "
+            "24-48 h late (48, the default, is safe)",
+        )
+    return timedelta(hours=hours)
 
 
 def _container(raw: str | None) -> str:

@@ -62,13 +62,20 @@ SOURCES: dict[str, Source] = {
         ),
         # Audio-conferencing dial-out usage and charges, aggregated per user, usage location,
         # destination context and currency over the range asked for: one report per UTC day.
-        # Its rows carry no id; those properties (the user by id and name) identify a row.
+        # Its rows carry no id: every property but the totals makes the group a row is of.
         Source(
             "pstn_dialout_report",
             "getPstnOnlineMeetingDialoutReport",
             "beta",
             None,
-            ("userId", "userPrincipalName", "usageLocation", "destinationContext", "currency"),
+            (
+                "userId",
+                "userPrincipalName",
+                "userDisplayName",
+                "usageLocation",
+                "destinationContext",
+                "currency",
+            ),
         ),
     )
 }

@@ -121,13 +121,14 @@ def run_bounds(
     """Return where a run as of ``now`` reads, from ``start`` (``COLLECTOR_START``).
 
     A ``daily_report`` is only ever settled, in whole UTC days: it has no provisional
-    windows, starts at the midnight of ``start``, and its horizon is the last midnight past
-    both ``lag`` and ``lateness`` (even with settling off: a day is reported once whole).
+    windows and starts at the midnight of ``start`` (its settings have a lateness).
     """
     end = run_end(now, lag)
+    horizon = settle_horizon(now, end, lateness)
     if not daily_report:
-        return RunBounds(start or default_start(end), end, settle_horizon(now, end, lateness))
-    horizon = floor_to_midnight(min(end, now - lateness))
+        return RunBounds(start or default_start(end), end, horizon)
+    if horizon is None:
+        raise ValueError("a daily report is read only past a lateness; none is set")
     return RunBounds(floor_to_midnight(start or default_start(horizon)), horizon, horizon)
 
 

@@ -97,24 +97,35 @@ def test_one_report_per_whole_day_past_the_lateness_consistent_with_the_pstn_log
 
     assert main(["verify"], stack.env) == 0
     assert main(["status", "--as-of", LATER], stack.env) == 0
-    # Days on with no run, the report is stale like any log (its limit is a day longer).
-    assert main(["status", "--as-of", "2026-10-27T12:30:00Z"], stack.env) != 0
+    # With no run since, the report goes stale like any log, only later: its watermark
+    # (Oct 23) may lag max(lag, lateness) + 1 day + 3 h = 75 h, the PSTN log's 4 h.
+    report_only = {**stack.env, "COLLECTOR_SOURCES": REPORT}
+    assert main(["status", "--as-of", "2026-10-26T02:59:00Z"], report_only) == 0
+    assert main(["status", "--as-of", "2026-10-26T03:01:00Z"], report_only) == 1
 
 
-def test_with_settling_off_a_report_still_waits_for_whole_days(stack: Stack) -> None:
+def test_a_report_needs_a_lateness_and_reads_whole_days_from_a_start_within_one(
+    stack: Stack, capsys: Any
+) -> None:
+    # Without a lateness a day would be reported an hour after it ended, before Graph has
+    # ingested its late calls: a wrong total, forever. Refused before anything is read.
     stack.env.update(COLLECTOR_SOURCES=f"pstn,{REPORT}", COLLECTOR_LATENESS_HOURS="0")
-    assert stack.run(SECOND) == 0  # reads to Oct 23 11:30: Oct 23 is not whole yet
+    assert stack.run(SECOND) == 2
+    assert "COLLECTOR_LATENESS_HOURS" in capsys.readouterr().err
+    assert stack.graph.simulator.stats["requests"] == 0 and not stack.blobs()
+
+    stack.env.update(COLLECTOR_LATENESS_HOURS="6", COLLECTOR_START="2026-10-20T06:00:00Z")
+    assert stack.run(SECOND) == 0  # reads to Oct 23 11:30, past 6 h: Oct 20-22 are whole
     days = [date(2026, 10, 20), date(2026, 10, 21), date(2026, 10, 22)]
-    blobs = assert_reported(stack, days)
+    assert_reported(stack, days)
     assert sorted(requested_days(stack)) == [whole_day(d) for d in days]
-    assert not [n for n in blobs if n.startswith("_manifests/pstn/")]  # events: not settled
     assert main(["status", "--as-of", SECOND], stack.env) == 0
 
 
 def test_a_day_that_fails_is_reported_by_the_next_run_and_no_day_twice(
     stack: Stack, capsys: Any
 ) -> None:
-    stack.env.update(COLLECTOR_SOURCES=REPORT, COLLECTOR_LATENESS_HOURS="0")
+    stack.env.update(COLLECTOR_SOURCES=REPORT, COLLECTOR_LATENESS_HOURS="6")
     stack.graph.simulator.add_fault(
         Fault(
             "status", status=403, code="Forbidden", source=REPORT, window="fromDateTime=2026-10-21"

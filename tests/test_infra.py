@@ -300,8 +300,13 @@ def test_metric_alert_thresholds_follow_the_parameters() -> None:
     assert {"lagMinutes", "latenessHours"} <= _names(variables[settled]["value"])
     # From the first unsettled day's midnight: the day itself, its lateness, a day of grace.
     assert f"var {settled} = max(lagMinutes * 60, latenessHours * 3600) + 2 * 86400\n" in text
-    # Even with settling off: a daily report is always settled, and only this alert sees it.
-    assert all("if" not in rule for rule in rules.values())
+    assert rules["daysNotSettled"]["if"] == {
+        "operator": {
+            "type": "greater_than",
+            "operands": {"operand_1": "latenessHours", "operand_2": 0},
+        }
+    }
+    assert all("if" not in rule for key, rule in rules.items() if key != "daysNotSettled")
 
     assert _limit(_query(rules["failingSource"]), ">=") == "failedRunsAlertCount"
 

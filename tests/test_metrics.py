@@ -345,3 +345,15 @@ def test_a_daily_report_records_its_settled_lag_only(stack: Stack) -> None:
     )
     assert found[names.LATE_ROWS][of("pstn_dialout_report")] == 0
     assert found[names.ROWS][of("pstn_dialout_report")] > 0
+
+
+def test_with_settling_switched_off_no_settled_lag_is_recorded(stack: Stack) -> None:
+    # The settled watermark of the days settled before stays where it was: its lag would
+    # only grow, and the day-not-settled alert would fire on a choice, not a fault.
+    assert collect(stack, SECOND, recording(InMemoryMetricReader())).ok
+    stack.env.update(COLLECTOR_LATENESS_HOURS="0")
+    reader = InMemoryMetricReader()
+    assert collect(stack, "2026-10-30T12:30:00Z", recording(reader)).ok
+    found = points(reader)
+    assert names.SETTLED_LAG not in found
+    assert found[names.WATERMARK_LAG][of("pstn")] == 3600

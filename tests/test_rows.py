@@ -120,12 +120,28 @@ def test_a_daily_report_s_rows_go_under_its_day_keyed_by_their_group() -> None:
     assert again.rows == 1 and again.duplicates == 1
     line = first.lines[date(2026, 11, 20)][0]
     assert key_of_line(REPORT, line) == first.line_keys[date(2026, 11, 20)][0]
-    assert key_of_line(REPORT, line) == '["id-a","a@contoso.com","US","Domestic","USD"]'
+    assert key_of_line(REPORT, line) == '["id-a","a@contoso.com",null,"US","Domestic","USD"]'
+
+
+def test_a_report_row_repeating_a_group_with_other_totals_is_refused_not_dropped() -> None:
+    # Graph guarantees no key for report rows: a group seen twice with other totals may be
+    # two rows the key does not tell apart, or the report changing under the paging.
+    first = split_page(REPORT, WINDOW, [report_row("a", "Domestic", calls=2)])
+    with pytest.raises(RowError, match=r"repeats the group .* with other totals"):
+        split_page(REPORT, WINDOW, [report_row("a", "Domestic", calls=3)], first.keys)
+    with pytest.raises(RowError, match="repeats the group"):
+        split_page(REPORT, WINDOW, [report_row("b", None), report_row("b", None, calls=9)])
+    with pytest.raises(RowError, match="has none of userId, userPrincipalName"):
+        split_page(REPORT, WINDOW, [{"totalCalls": 1}, {"totalCalls": 2}])
 
 
 def test_a_daily_report_is_read_a_whole_day_at_a_time_and_its_key_must_be_text() -> None:
-    partial = Window(datetime(2026, 11, 20, 6, tzinfo=UTC), datetime(2026, 11, 21, tzinfo=UTC))
-    with pytest.raises(ValueError, match="one whole UTC day"):
-        split_page(REPORT, partial, [report_row("a", "Domestic")])
+    for partial in (
+        Window(datetime(2026, 11, 20, 6, tzinfo=UTC), datetime(2026, 11, 21, tzinfo=UTC)),
+        Window(datetime(2026, 11, 20, tzinfo=UTC), datetime(2026, 11, 20, 12, tzinfo=UTC)),
+        Window(datetime(2026, 11, 20, tzinfo=UTC), datetime(2026, 11, 22, tzinfo=UTC)),
+    ):
+        with pytest.raises(ValueError, match="one whole UTC day"):
+            split_page(REPORT, partial, [report_row("a", "Domestic")])
     with pytest.raises(RowError, match="'currency' that is not a string"):
         split_page(REPORT, WINDOW, [{**report_row("a", "Domestic"), "currency": 840}])

@@ -94,14 +94,17 @@ def test_a_daily_report_reads_only_whole_days_past_lag_and_lateness() -> None:
     # Nothing provisional: the report ends where settling does, and starts a day before.
     assert report.end == report.horizon == datetime(2026, 11, 21, tzinfo=UTC)
     assert report.start == datetime(2026, 11, 20, tzinfo=UTC)
-    # Settling off still waits for whole days; a start within a day begins at its midnight.
-    off = run_bounds(now, hour, timedelta(0), datetime(2026, 11, 1, 6, tzinfo=UTC), True)
-    assert off.end == off.horizon == datetime(2026, 11, 23, tzinfo=UTC)
-    assert off.start == datetime(2026, 11, 1, tzinfo=UTC)
+    # A start within a day begins at its midnight: the day is reported whole.
+    short = run_bounds(now, hour, timedelta(hours=6), datetime(2026, 11, 1, 6, tzinfo=UTC), True)
+    assert short.end == short.horizon == datetime(2026, 11, 23, tzinfo=UTC)
+    assert short.start == datetime(2026, 11, 1, tzinfo=UTC)
+    # Settling off: events are read once; a report cannot be (settings refuse it).
     assert run_bounds(now, hour, timedelta(0), None, daily_report=False).horizon is None
+    with pytest.raises(ValueError, match="only past a lateness"):
+        run_bounds(now, hour, timedelta(0), None, daily_report=True)
     assert usual_lag(hour, timedelta(hours=48), daily_report=False) == hour
     assert usual_lag(hour, timedelta(hours=48), daily_report=True) == timedelta(hours=72)
-    assert usual_lag(hour, timedelta(0), daily_report=True) == timedelta(hours=25)
+    assert usual_lag(hour, timedelta(hours=6), daily_report=True) == timedelta(hours=30)
 
 
 @given(instants, st.integers(min_value=1, max_value=200), st.integers(min_value=1, max_value=400))

@@ -14,7 +14,7 @@ param noSuccessHours int
 param failureCount int
 @description('Minutes a run stays behind now (COLLECTOR_LAG_MINUTES).')
 param lagMinutes int
-@description('Allowed lateness in hours before a day is settled (COLLECTOR_LATENESS_HOURS); 0: event logs are not settled, daily reports still are.')
+@description('Allowed lateness in hours before a day is settled (COLLECTOR_LATENESS_HOURS); 0: settling is off and so is its alert.')
 param latenessHours int
 @description('Hours beyond lagMinutes a source\'s watermark may lag before the "watermark lag" alert fires.')
 @minValue(1)
@@ -192,9 +192,9 @@ resource watermarkLag 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   }
 }
 
-// Unconditional: with settling off (latenessHours 0) event logs record no settled lag, but a
-// daily report (pstn_dialout_report) is always settled, and this is what watches it.
-resource daysNotSettled 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+// Settling off (latenessHours 0) leaves nothing to watch: the collector refuses a daily report
+// without a lateness.
+resource daysNotSettled 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = if (latenessHours > 0) {
   name: 'day-not-settled-${functionAppName}'
   location: location
   tags: tags
