@@ -386,7 +386,8 @@ class _SourceRun:
         start = watermarks.provisional_start(self._state_blob.current, horizon)
         plan = ProvisionalPlan(start, end)
         self._progress.plan_windows(plan.windows)
-        if not plan.windows:
+        settled = self._state_blob.current.settled
+        if not plan.windows and (horizon is None or (settled is not None and settled >= horizon)):
             log.info("%s: up to date (watermark %s)", self._lane.name, format_instant(start))
         for window in plan.windows:
             self._labels[window] = plan.label(window)
