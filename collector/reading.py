@@ -110,7 +110,10 @@ class WindowReader:
     ) -> int:
         """Stream every page of ``window`` into ``writer``; return the number of pages."""
         pages = 0
-        previous_keys: dict[str, bytes] = {}
+        # The rows a page's repeats are recognised by: an event log's last page (offset
+        # paging shifts rows by less than a page; a window holds a million rows), a daily
+        # report's every page (a day's report is small, and a repeat must never pass).
+        seen: dict[str, bytes] = {}
         source, report = self._lane.source, self._report
         async with aclosing(self._graph.pages(source, window, report.stats)) as paging:
             first = asyncio.ensure_future(anext(paging, None))
@@ -125,7 +128,7 @@ class WindowReader:
             page = await first
             while page is not None:
                 try:
-                    split = split_page(source, window, page.rows, previous_keys)
+                    split = split_page(source, window, page.rows, seen)
                 except RowError as exc:
                     raise GraphDataError(
                         f"{self._lane.name} window {window} page {page.number} "
@@ -137,13 +140,16 @@ class WindowReader:
                 await writer.add(lines)
                 if self._pace.read(window, split.rows, page.more):
                     self._on_dense()
-                previous_keys = split.keys
+                if source.daily_report:
+                    seen.update(split.keys)
+                else:
+                    seen = split.keys
                 pages += 1
                 report.pages += 1
                 report.rows += split.rows
                 if split.duplicates:
                     log.info(
-                        "%s: %d rows of page %d repeat a row of this page or the last (offset "
+                        "%s: %d rows of page %d repeat a row read before in this window (offset "
                         "paging shifts rows); each is archived once",
                         self._lane.name,
                         split.duplicates,

@@ -51,8 +51,9 @@ def split_page(
     kept by both windows would stay archived twice.
 
     A daily report's rows are identified by their group (``key_fields``), not by an id
-    Graph guarantees: a repeated group with other content raises ``RowError`` rather than
-    drop a row that may be distinct.
+    Graph guarantees: a group repeated with other totals raises ``RowError`` rather than
+    keep or drop either (a day's total must not be guessed); the same row repeated is
+    dropped like an event's (``previous_keys``: for a report, every earlier page's).
     """
     start, end = to_ticks(window.start), to_ticks(window.end)
     report_day = _report_day(source, window)
@@ -68,7 +69,10 @@ def split_page(
         if seen is not None:
             if report_day and seen != line:
                 raise RowError(
-                    f"row {index} repeats the group {key} of another row with other totals"
+                    f"row {index} repeats the group {key} of another row with other totals: "
+                    "the report changed while it was paged (the next run reads it again), or "
+                    "Graph now tells rows apart by a property the collector's key lacks "
+                    "(the source stops at this day until its key_fields are extended)"
                 )
             split.duplicates += 1
             continue

@@ -5,9 +5,12 @@ conference dial-out calls of the same day."""
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+
+import pytest
 
 from collector.cli import main
 from collector.timefmt import to_ticks
@@ -141,3 +144,37 @@ def test_a_day_that_fails_is_reported_by_the_next_run_and_no_day_twice(
     assert_reported(stack, [date(2026, 10, 20), date(2026, 10, 21), date(2026, 10, 22)])
     assert main(["verify"], stack.env) == 0
     assert main(["status", "--as-of", SECOND], stack.env) == 0
+
+
+def test_a_report_paged_with_repeats_is_archived_once_and_a_changed_group_is_refused(
+    stack: Stack, capsys: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="collector")
+    stack.env.update(COLLECTOR_SOURCES=REPORT, COLLECTOR_LATENESS_HOURS="6")
+    stack.graph.simulator.page_size = 40  # a day's report on several pages
+    day = "fromDateTime=2026-10-21"
+    # Offset paging repeats the last 5 rows of page 1 on page 2: archived once.
+    stack.graph.simulator.add_fault(Fault("shift", source=REPORT, window=day))
+    assert stack.run(SECOND) == 0
+    assert stack.graph.simulator.stats["fault:shift"] == 1
+    assert "5 rows of page 2 repeat a row read before in this window" in caplog.text
+    assert_reported(stack, [date(2026, 10, 20), date(2026, 10, 21), date(2026, 10, 22)])
+
+    # The next day, read while Graph's report changes: the repeated group comes back with
+    # other totals. Nothing of the day is committed; the next run reads it again.
+    stack.graph.simulator.add_fault(Fault("shift", source=REPORT, window="fromDateTime=2026-10-23"))
+    stack.graph.simulator.add_fault(
+        Fault(
+            "corrupt",
+            source=REPORT,
+            field="totalCalls",
+            value=999,
+            window="fromDateTime=2026-10-23",
+        )
+    )
+    assert stack.run("2026-10-24T12:30:00Z") == 1
+    assert "repeats the group" in capsys.readouterr().out
+    assert not [n for n in stack.blobs() if "day=23/" in n or n.endswith("2026-10-23.json")]
+    assert stack.run("2026-10-24T12:30:00Z") == 0
+    assert_reported(stack, [date(2026, 10, d) for d in (20, 21, 22, 23)])
+    assert main(["verify"], stack.env) == 0

@@ -61,6 +61,7 @@ def test_a_source_s_line_says_what_is_done_and_what_the_budget_still_needs() -> 
         "windows 1/3, settled 20/20 days, 2,000,000 rows, 2,040 requests, budget needs ~4m more"
     )
     assert needs(7_300) == "budget needs ~2h02m more"
+    assert needs(0.2) == "budget needs nothing more"
 
 
 def test_a_daily_report_needs_a_request_a_day_however_few_its_rows() -> None:
@@ -72,7 +73,6 @@ def test_a_daily_report_needs_a_request_a_day_however_few_its_rows() -> None:
     report.settled_days = 32
     # 60 days left of 150 rows would be 9 pages; it is 60 one-day requests.
     assert progress.budget_seconds_needed() == pytest.approx(60 / (50 / 61))
-    assert needs(0.2) == "budget needs nothing more"
 
 
 def test_a_long_catch_up_logs_one_progress_line_per_source_at_most_every_interval(
