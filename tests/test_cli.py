@@ -12,6 +12,7 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import BlobServiceClient
 
+from collector.sources import SOURCES
 from collector.timefmt import parse_instant
 from devstack.azurite import Azurite
 from devstack.graph_simulator import Fault
@@ -134,7 +135,8 @@ def test_demo_runs_end_to_end() -> None:
     assert "every row exactly once" in done.stdout
     assert "settle-" in done.stdout and "part-" in done.stdout and "_manifests/" in done.stdout
     assert "python -m collector status" in done.stdout
-    assert done.stdout.count(": fresh") == 3  # the demo ends with every source healthy
+    assert done.stdout.count(": fresh") == len(SOURCES)  # every log, every one healthy
+    assert "pstn_dialout_report/year=" in done.stdout  # a whole day past the lateness
 
 
 def test_as_of_in_the_future_is_refused(stack: Stack) -> None:
