@@ -11,6 +11,7 @@ import functools
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Set
@@ -71,6 +72,27 @@ def spawn(stack: Stack, as_of: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def kill_after_write(stack: Stack, as_of: str, path_part: str, nth: int) -> None:
+    """Run the collector in a process and kill it once storage did the ``nth`` write to a
+    path containing ``path_part`` (before the collector hears back)."""
+    seen = 0
+
+    def kill(_n: int, phase: str, path: str) -> bool:
+        nonlocal seen
+        if phase == "after" and path_part in path:
+            seen += 1
+            if seen == nth:
+                os.kill(process.pid, signal.SIGKILL)
+                return True
+        return False
+
+    stack.proxy.on_write = kill
+    process = spawn(stack, as_of)
+    process.communicate(timeout=120)
+    stack.proxy.on_write = None
+    assert process.returncode == -signal.SIGKILL
 
 
 SMALL_TENANT = {"sms": 300, "direct_routing": 2_300, "pstn": 1_100}

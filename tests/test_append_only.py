@@ -9,8 +9,6 @@ blob). The tests here prove what readers downstream see.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 from collections import Counter
 
@@ -30,30 +28,9 @@ from .conftest import (
     Stack,
     assert_archive_matches,
     data_rows,
+    kill_after_write,
     late_rows,
-    spawn,
 )
-
-
-def kill_after_write(stack: Stack, as_of: str, path_part: str, nth: int) -> None:
-    """Run the collector in a process and kill it once storage did the ``nth`` write to a
-    path containing ``path_part`` (before the collector hears back)."""
-    seen = 0
-
-    def kill(_n: int, phase: str, path: str) -> bool:
-        nonlocal seen
-        if phase == "after" and path_part in path:
-            seen += 1
-            if seen == nth:
-                os.kill(process.pid, signal.SIGKILL)
-                return True
-        return False
-
-    stack.proxy.on_write = kill
-    process = spawn(stack, as_of)
-    process.communicate(timeout=120)
-    stack.proxy.on_write = None
-    assert process.returncode == -signal.SIGKILL
 
 
 def test_the_immutable_store_refuses_overwrites_and_deletes_of_data_blobs(stack: Stack) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -16,7 +17,7 @@ from collector.cli import main
 from collector.timefmt import to_ticks
 from devstack.graph_simulator import Fault
 
-from .conftest import SECOND, Stack, data_rows
+from .conftest import SECOND, Stack, data_rows, kill_after_write
 
 REPORT = "pstn_dialout_report"
 LATER = "2026-10-25T12:30:00Z"
@@ -177,4 +178,18 @@ def test_a_report_paged_with_repeats_is_archived_once_and_a_changed_group_is_ref
     assert not [n for n in stack.blobs() if "day=23/" in n or n.endswith("2026-10-23.json")]
     assert stack.run("2026-10-24T12:30:00Z") == 0
     assert_reported(stack, [date(2026, 10, d) for d in (20, 21, 22, 23)])
+    assert main(["verify"], stack.env) == 0
+
+
+def test_a_report_day_killed_between_its_blob_and_its_manifest_is_finished_not_rewritten(
+    stack: Stack,
+) -> None:
+    stack.env.update(COLLECTOR_SOURCES=REPORT, COLLECTOR_LEASE_SECONDS="1")
+    kill_after_write(stack, SECOND, "/settle-2026-10-20", 2)  # its one block, then its commit
+    blobs = stack.blobs()
+    assert f"{day_folder(date(2026, 10, 20))}settle-2026-10-20.jsonl" in blobs
+    assert f"_manifests/{REPORT}/2026-10-20.json" not in blobs
+    time.sleep(1.1)  # the killed run's lease lapses
+    assert stack.run(SECOND) == 0
+    assert_reported(stack, [date(2026, 10, 20)])  # the blob as first committed, now final
     assert main(["verify"], stack.env) == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -186,3 +187,30 @@ def test_a_throttled_tenant_slows_itself_only(stack: Stack) -> None:
         assert all(r["outcome"] == "ok" for r in runs)
         seconds[tenant] = max(r["seconds"] for r in runs)
     assert seconds[CONTOSO] < seconds[FABRIKAM], seconds
+
+
+def test_each_tenant_gets_its_own_daily_dial_out_report(stack: Stack) -> None:
+    customers(stack, consented=(CONTOSO, FABRIKAM))
+    stack.env.update(COLLECTOR_SOURCES="pstn,pstn_dialout_report")
+    done = run(stack)
+    assert done.returncode == 0, done.stdout + done.stderr
+    blobs = stack.blobs()
+    day = datetime(2026, 10, 20, tzinfo=UTC)  # the one day past the 48 h lateness
+    reports = {}
+    for tenant in (CONTOSO, FABRIKAM):
+        folder = f"pstn_dialout_report/tenant={tenant}/year=2026/month=10/day=20/"
+        assert [n for n in blobs if n.startswith(f"pstn_dialout_report/tenant={tenant}/")] == [
+            f"{folder}settle-2026-10-20.jsonl"
+        ]
+        served = stack.graph.simulator.tenants[tenant].rows_between(
+            "pstn_dialout_report", day, day + timedelta(days=1)
+        )
+        reports[tenant] = [
+            json.loads(x) for x in blobs[f"{folder}settle-2026-10-20.jsonl"].splitlines()
+        ]
+        assert reports[tenant] == served and served
+        manifest = json.loads(
+            blobs[f"_manifests/pstn_dialout_report/tenant={tenant}/2026-10-20.json"]
+        )
+        assert manifest["tenant"] == tenant and manifest["rows"] == len(served)
+    assert reports[CONTOSO] != reports[FABRIKAM]  # each tenant's own calls
