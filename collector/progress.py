@@ -76,7 +76,7 @@ class SourceProgress:
         pages = self.pace.rows_per_day * days_left / PAGE_ROWS
         pages += self.windows_planned - self.windows_done
         if self.day_by_day:  # each day left is a request, however few its rows
-            pages = max(pages, self.settle_days_planned - self.report.settled_days)
+            pages = max(pages, math.ceil(days_left))
         else:
             pages += days_left > 0
         return pages / self.requests_per_second

@@ -70,7 +70,9 @@ def test_a_daily_report_needs_a_request_a_day_however_few_its_rows() -> None:
     progress.plan_settle(
         parse_instant("2026-07-01T00:00:00Z"), parse_instant("2026-10-01T00:00:00Z"), one_day=True
     )
-    report.settled_days = 32
+    day = parse_instant("2026-07-01T00:00:00Z")
+    for first in plan_windows(day, parse_instant("2026-08-02T00:00:00Z")):  # 32 days read
+        progress.read(first, provisional=False)
     # 60 days left of 150 rows would be 9 pages; it is 60 one-day requests.
     assert progress.budget_seconds_needed() == pytest.approx(60 / (50 / 61))
 
