@@ -17,6 +17,7 @@ from typing import IO, Protocol
 
 from .pace import PAGE_ROWS, Pace, days_long
 from .reports import SourceReport
+from .sources import SOURCES
 from .windows import Window
 
 log = logging.getLogger("collector")
@@ -40,8 +41,6 @@ class SourceProgress:
     """Provisional windows (and unfinished ones read again): known at the start."""
     windows_done: int = 0
     settle_days_planned: int = 0
-    day_by_day: bool = False
-    """The days are settled one window (one request at least) each: a daily report."""
 
     @property
     def name(self) -> str:
@@ -53,10 +52,8 @@ class SourceProgress:
         self.windows_planned += len(windows)
         self.days_planned += sum(days_long(w) for w in windows)
 
-    def plan_settle(self, start: datetime, horizon: datetime, *, one_day: bool = False) -> None:
-        """The run will settle the whole days from ``start`` to ``horizon`` (``one_day``: in
-        a window each)."""
-        self.day_by_day = one_day
+    def plan_settle(self, start: datetime, horizon: datetime) -> None:
+        """The run will settle the whole days from ``start`` to ``horizon``."""
         days = (horizon - start) / _DAY
         self.settle_days_planned += round(days)
         self.days_planned += days
@@ -75,7 +72,7 @@ class SourceProgress:
         days_left = max(0.0, self.days_planned - self.days_done)
         pages = self.pace.rows_per_day * days_left / PAGE_ROWS
         pages += self.windows_planned - self.windows_done
-        if self.day_by_day:  # each day left is a request, however few its rows
+        if SOURCES[self.report.source].daily_report:  # a request a day, however few rows
             pages = max(pages, math.ceil(days_left))
         else:
             pages += days_left > 0

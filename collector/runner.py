@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -316,8 +316,6 @@ class _SourceRun:
         self._confirm_lease = lease.confirm
         self._report = report
         self._finished: set[Claim] = set()
-        self._settling = False
-        """The run settles days (a lateness is set)."""
         self._labels: dict[Window, str] = {}
         per_log = min(
             settings.requests_per_minute_per_log,
@@ -346,7 +344,6 @@ class _SourceRun:
         )
         start, end, horizon = bounds.start, bounds.end, bounds.horizon
         self._report.watermark_before = self._state_blob.current.watermark
-        self._settling = horizon is not None
         state = await self._state_blob.apply(lambda st: watermarks.begin(st, start, horizon))
         self._passed(state)
         redo = watermarks.to_redo(state)
@@ -364,16 +361,17 @@ class _SourceRun:
             await self._state_blob.apply(lambda _: {"rows_per_day": self._pace.rows_per_day})
 
     async def _settle_phase(self, horizon: datetime) -> None:
-        settled = self._state_blob.current.settled
-        if settled is None or settled >= horizon:
+        if not self._to_settle(horizon):
             return
+        settled = self._state_blob.current.settled
+        assert settled is not None
         plan = SettlePlan(
             settled,
             horizon,
             self._settings.windows_in_flight,
             one_day=self._lane.source.daily_report,
         )
-        self._progress.plan_settle(settled, horizon, one_day=self._lane.source.daily_report)
+        self._progress.plan_settle(settled, horizon)
 
         async def settle(window: Window) -> None:
             plan.finished(await self._settle(window))
@@ -386,12 +384,16 @@ class _SourceRun:
         start = watermarks.provisional_start(self._state_blob.current, horizon)
         plan = ProvisionalPlan(start, end)
         self._progress.plan_windows(plan.windows)
-        settled = self._state_blob.current.settled
-        if not plan.windows and (horizon is None or (settled is not None and settled >= horizon)):
+        if not plan.windows and not self._to_settle(horizon):
             log.info("%s: up to date (watermark %s)", self._lane.name, format_instant(start))
         for window in plan.windows:
             self._labels[window] = plan.label(window)
         await self._scheduler.run(plan.next_window, self._provisional)
+
+    def _to_settle(self, horizon: datetime | None) -> bool:
+        """True when days before ``horizon`` are still to be settled."""
+        settled = self._state_blob.current.settled
+        return horizon is not None and settled is not None and settled < horizon
 
     async def _provisional(self, window: Window) -> None:
         """Claim, read and commit one provisional window, then advance the watermark."""
@@ -433,7 +435,8 @@ class _SourceRun:
         """Report where the watermarks stand; with settling off, a settled watermark left
         from before stays behind for good and is not reported (its lag would only grow)."""
         self._report.watermark_after = state.watermark
-        self._report.settled_after = state.settled if self._settling else None
+        settling = self._settings.lateness > timedelta(0)  # as ``windows.settle_horizon``
+        self._report.settled_after = state.settled if settling else None
 
     def _done(self, window: Window, label: str, blobs: list[CommittedBlob], pages: int) -> None:
         self._report.windows += 1

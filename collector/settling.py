@@ -59,8 +59,6 @@ class Settlement:
         self._store = store
         self._lane = lane
         self._window = window
-        self._counts_late = not lane.source.daily_report
-        """A daily report has no provisional blobs: its rows are not late, only reported."""
         self.days: dict[date, DaySettle] = {}
 
     @property
@@ -83,7 +81,7 @@ class Settlement:
                 self.days[day] = DaySettle(
                     day,
                     None,
-                    late=int(settle_blob.get("rows", "0")) if self._counts_late else 0,
+                    late=int(settle_blob.get("rows", "0")),
                     changed=int(settle_blob.get("changedRows", "0")),
                     gone=int(settle_blob.get("goneRows", "0")),
                 )
@@ -131,12 +129,12 @@ class Settlement:
                         key,
                         day,
                     )
-        settling.late += len(kept) if self._counts_late else 0
+        settling.late += len(kept)
         return kept
 
     def late_rows(self, committed: list[CommittedBlob]) -> int:
         """The late rows this settle read wrote (not those of blobs another attempt wrote)."""
-        if not self._counts_late:
+        if self._lane.source.daily_report:  # no provisional blobs: nothing is late
             return 0
         return sum(b.rows for b in committed if b.created and b.day in self.days)
 
@@ -153,7 +151,7 @@ class Settlement:
         """Write the manifest of every day not final yet; return how many days this was."""
         for blob in committed:
             settling = self.days.get(blob.day)
-            if settling is not None and not blob.created and self._counts_late:
+            if settling is not None and not blob.created:
                 settling.late = blob.rows  # another attempt's settle blob stands
         marked = 0
         for settling in self.days.values():
@@ -194,7 +192,7 @@ def manifest_document(
         "status": "settled",
         "blobs": [{"name": name, "rows": rows} for name, rows in sorted(blobs.items())],
         "rows": sum(blobs.values()),
-        "lateRows": settled.late,
+        "lateRows": 0 if lane.source.daily_report else settled.late,
         "changedRows": settled.changed,
         "changedKeys": settled.changed_keys,
         "goneRows": settled.gone,

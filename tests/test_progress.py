@@ -68,7 +68,7 @@ def test_a_daily_report_needs_a_request_a_day_however_few_its_rows() -> None:
     report = SourceReport("pstn_dialout_report")
     progress = SourceProgress(report, Pace(150, 50 / 61, 0.0), 50 / 61)
     progress.plan_settle(
-        parse_instant("2026-07-01T00:00:00Z"), parse_instant("2026-10-01T00:00:00Z"), one_day=True
+        parse_instant("2026-07-01T00:00:00Z"), parse_instant("2026-10-01T00:00:00Z")
     )
     day = parse_instant("2026-07-01T00:00:00Z")
     for first in plan_windows(day, parse_instant("2026-08-02T00:00:00Z")):  # 32 days read
