@@ -1,6 +1,14 @@
 #!/bin/sh
-# azd postprovision hook: give the collector's identity Microsoft Graph's application
-# permission CallRecords.Read.All, or say exactly what an administrator must run.
+# azd postprovision hook: lock the archive's immutability policy when asked to, then give
+# the collector's identity Microsoft Graph's application permission CallRecords.Read.All, or
+# say exactly what an administrator must run.
+#
+# Locking (ARCHIVE_IMMUTABILITY_LOCKED=true, ARCHIVE_IMMUTABILITY_DAYS > 0) happens here, not
+# in the template: Storage creates a policy only Disabled or Unlocked, so it can be locked only
+# once it exists, and this is where the irreversible step can be announced. It records the
+# locked state in ARCHIVE_IMMUTABILITY_POLICY_LOCKED, which the template reads so that it
+# never sends Unlocked to a locked policy. A failed lock does not stop the grant, but the hook
+# then exits 1 at the end: the archive is not what was asked for.
 #
 # It runs once the whole deployment has finished, minutes after the identity was created,
 # so the grant does not race the identity's replication in Entra ID (a grant made in the
@@ -26,6 +34,89 @@ value() {  # an azd environment value: from the hook's environment, else from az
     fi
 }
 
+# --- the immutability lock ---------------------------------------------------------------
+
+lock_failed=
+
+lock_failure() {  # the reason, one line per argument: the grant still runs, the hook fails at the end
+    lock_failed=yes
+    echo "The immutability policy of the archive was NOT locked:"
+    printf '%s\n' "$@" | sed 's/^/  /'
+    echo "After fixing that, run 'azd hooks run postprovision', or lock it yourself with"
+    echo "  az storage account update --name $lock_account --resource-group $lock_group --subscription $lock_subscription --immutability-state Locked --immutability-period $lock_days --allow-protected-append-writes false"
+    echo "  azd env set ARCHIVE_IMMUTABILITY_POLICY_LOCKED true"
+    echo
+}
+
+policy_state() {  # Locked, Unlocked, Disabled, or nothing when the account has no policy
+    az storage account show --name "$lock_account" --resource-group "$lock_group" --subscription "$lock_subscription" \
+        --query immutableStorageWithVersioning.immutabilityPolicy.state -o tsv
+}
+
+record_locked() {  # so that the template keeps the policy Locked from now on
+    if [ "$(value ARCHIVE_IMMUTABILITY_POLICY_LOCKED | tr '[:upper:]' '[:lower:]')" != true ] &&
+        ! azd env set ARCHIVE_IMMUTABILITY_POLICY_LOCKED true; then
+        echo "Run 'azd env set ARCHIVE_IMMUTABILITY_POLICY_LOCKED true' before the next azd provision"
+        echo "(the preprovision hook does it too when az is signed in)."
+    fi
+}
+
+if [ "$(value ARCHIVE_IMMUTABILITY_LOCKED | tr '[:upper:]' '[:lower:]')" = "true" ]; then
+    lock_days=$(value ARCHIVE_IMMUTABILITY_DAYS)
+    lock_account=$(value AZURE_STORAGE_ACCOUNT_NAME)
+    lock_group=$(value AZURE_RESOURCE_GROUP)
+    lock_subscription=$(value AZURE_SUBSCRIPTION_ID)
+    case "$lock_days" in
+        *[!0-9]*) lock_failure "ARCHIVE_IMMUTABILITY_DAYS='$lock_days' is not a whole number of days." ;;
+        '' | *[1-9]*) ;;
+        *) lock_days=0 ;;
+    esac
+    if [ -n "$lock_failed" ]; then
+        :
+    elif [ "${lock_days:-0}" = 0 ]; then
+        echo "ARCHIVE_IMMUTABILITY_LOCKED is true, but ARCHIVE_IMMUTABILITY_DAYS is 0: nothing to lock (there is no immutability policy)."
+        echo
+    elif [ -z "$lock_account" ] || [ -z "$lock_group" ] || [ -z "$lock_subscription" ]; then
+        lock_failure "AZURE_STORAGE_ACCOUNT_NAME, AZURE_RESOURCE_GROUP or AZURE_SUBSCRIPTION_ID is missing: did the provisioning finish?"
+    elif ! lock_state=$(policy_state 2>/dev/null); then
+        error=$(policy_state 2>&1 >/dev/null)
+        lock_failure "Could not read the policy of the archive account $lock_account with the Azure CLI (az):" \
+            "$(printf '%s\n' "$error" | head -n 3)"
+    elif [ "$lock_state" = Locked ]; then
+        record_locked
+        echo "The immutability policy of the archive account $lock_account is locked already."
+        echo
+    elif [ "$lock_state" != Unlocked ]; then
+        lock_failure "The archive account $lock_account has no unlocked immutability policy (state: ${lock_state:-none}); only an Unlocked policy can be locked."
+    else
+        echo "WARNING: locking the immutability policy of the archive account $lock_account is final."
+        echo "  - The policy can then only be extended, never shortened, unlocked or removed."
+        echo "  - The account and its resource group cannot be deleted until every blob version's"
+        echo "    retention ($lock_days days from its creation) has passed."
+        echo "  - There is no command that undoes it."
+        echo "Locking it now, as ARCHIVE_IMMUTABILITY_LOCKED=true asks ..."
+        if error=$(az storage account update --name "$lock_account" --resource-group "$lock_group" --subscription "$lock_subscription" \
+            --immutability-state Locked --immutability-period "$lock_days" --allow-protected-append-writes false 2>&1 >/dev/null); then
+            record_locked
+            echo "Locked the immutability policy of the archive account $lock_account: every blob version is kept $lock_days days."
+            echo
+        else
+            lock_failure "az storage account update failed:" "$(printf '%s\n' "$error" | head -n 3)"
+        fi
+    fi
+fi
+
+finish() {  # the grant's outcome is told; a failed lock still fails the hook, last of all
+    if [ -n "$lock_failed" ]; then
+        echo
+        echo "The archive's immutability policy is not locked, as ARCHIVE_IMMUTABILITY_LOCKED asks (see above)." >&2
+        exit 1
+    fi
+    exit 0
+}
+
+# --- the Graph permission -----------------------------------------------------------------
+
 principal=$(value AZURE_IDENTITY_PRINCIPAL_ID)
 graph=$(value GRAPH_ENDPOINT)
 tenant=$(value AZURE_TENANT_ID)
@@ -45,7 +136,7 @@ if [ "$(value MULTI_TENANT | tr '[:upper:]' '[:lower:]')" = "true" ]; then
     echo "tenant's administrator grants $ROLE to the app $app once, by opening"
     echo "  https://login.microsoftonline.com/<tenant id>/adminconsent?client_id=$app"
     echo "(python -m collector consent-url <tenant id> prints it for one tenant)."
-    exit 0
+    finish
 fi
 if [ -z "$principal" ] || [ -z "$graph" ]; then
     echo "postprovision: AZURE_IDENTITY_PRINCIPAL_ID or GRAPH_ENDPOINT is missing: did the provisioning finish?" >&2
@@ -64,12 +155,12 @@ signed_in=$(az account show --query tenantId -o tsv 2>/dev/null)
 if [ -z "$signed_in" ]; then
     echo "The Azure CLI is not signed in ('az login --tenant ${tenant:-<tenant>}'), so $ROLE was not granted."
     manual
-    exit 0
+    finish
 fi
 if [ -n "$tenant" ] && [ "$signed_in" != "$tenant" ]; then
     echo "The Azure CLI is signed in to tenant $signed_in, but the deployment is in tenant $tenant."
     echo "Run 'az login --tenant $tenant', then 'azd hooks run postprovision' to grant $ROLE."
-    exit 0
+    finish
 fi
 
 graph_sp=$(az ad sp show --id "$GRAPH_APP_ID" --query id -o tsv 2>/dev/null)
@@ -77,13 +168,13 @@ role_id=$(az ad sp show --id "$GRAPH_APP_ID" --query "appRoles[?value=='$ROLE'].
 if [ -z "$graph_sp" ] || [ -z "$role_id" ]; then
     echo "Could not look up Microsoft Graph's service principal with 'az ad sp show'."
     manual
-    exit 0
+    finish
 fi
 body="{\"principalId\":\"$principal\",\"resourceId\":\"$graph_sp\",\"appRoleId\":\"$role_id\"}"
 
 if az rest --method GET --uri "$assignments" --query "value[?appRoleId=='$role_id'].id" -o tsv 2>/dev/null | grep -q .; then
     echo "The identity $principal already has $ROLE."
-    exit 0
+    finish
 fi
 if [ "$mode" = auto ]; then
     attempt=1
@@ -91,7 +182,7 @@ if [ "$mode" = auto ]; then
         if error=$(az rest --method POST --uri "$assignments" --body "$body" 2>&1 >/dev/null); then
             echo "Granted $ROLE to the identity $principal."
             echo "A running app picks it up within 24 h; restart it to apply it at once."
-            exit 0
+            finish
         fi
         case "$error" in
             # A new identity can take a while to reach every replica of Entra ID.
@@ -123,4 +214,4 @@ echo "PowerShell, Microsoft Graph module (Connect-MgGraph -TenantId ${tenant:-<t
 echo "  New-MgServicePrincipalAppRoleAssignment -ServicePrincipalId $principal -PrincipalId $principal -ResourceId $graph_sp -AppRoleId $role_id"
 echo
 echo "Until then every run logs HTTP 403 Authorization_RequestDenied from Graph."
-exit 0
+finish
