@@ -1,6 +1,7 @@
 """Command line: ``python -m collector run [--as-of ISO8601]`` and ``python -m collector
 status [--json] [--days N] [--as-of ISO8601] [--max-lag-minutes M]``, ``python -m collector
-verify [--from DATE] [--to DATE]`` and ``python -m collector consent-url TENANT``."""
+verify [--from DATE] [--to DATE] [--as-of ISO8601]`` and ``python -m collector consent-url
+TENANT``."""
 
 from __future__ import annotations
 
@@ -78,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--to", dest="last", type=_date, metavar="DATE", help="last day (YYYY-MM-DD)"
     )
+    _add_as_of(
+        check,
+        "judge which days the retention rule (ARCHIVE_DELETE_AFTER_DAYS) may have deleted "
+        "as of this instant; default: the clock",
+    )
     consent = commands.add_parser(
         "consent-url",
         help="print the admin-consent link a customer tenant's administrator opens (multi-tenant)",
@@ -104,14 +110,17 @@ def _date(text: str) -> date:
 
 
 def _verify(args: argparse.Namespace, settings: Settings) -> int:
+    now = args.as_of or datetime.now(UTC)
     try:
-        sound = asyncio.run(
-            verify(settings, args.first, args.last, lambda c: print(c.line(), flush=True))
+        summary = asyncio.run(
+            verify(settings, args.first, args.last, lambda c: print(c.line(), flush=True), now)
         )
     except AzureError as exc:
         print(f"collector: verify could not read storage: {exc}", file=sys.stderr)
         return EXIT_SOURCE_FAILED
-    return EXIT_OK if sound else EXIT_SOURCE_FAILED
+    print(summary.line())
+    # Expired days are as the retention rule left them: only a mismatch fails.
+    return EXIT_OK if summary.sound else EXIT_SOURCE_FAILED
 
 
 def _days(text: str) -> int:

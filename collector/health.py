@@ -12,13 +12,17 @@ from .lanes import Lane
 from .state import SourceState
 from .timefmt import format_instant, parse_instant
 
-SETTLED, PROVISIONAL, EMPTY, AHEAD = "S", "p", ".", "-"
+SETTLED, PROVISIONAL, EMPTY, AHEAD, EXPIRED = "S", "p", ".", "-", "x"
 """One character a day: final (manifest written), archived but still provisional, read with
-nothing archived, not read yet."""
+nothing archived, not read yet, and past the retention rule's age without a manifest (its
+blobs may have been deleted: ``windows.expiry_horizon``)."""
 NO_CONSENT = ("AADSTS65001", "AADSTS700016")
 """Entra ID's answers when a tenant never consented to the app, or withdrew it (its service
 principal is gone)."""
-LEGEND = f"{SETTLED} settled  {PROVISIONAL} provisional  {EMPTY} nothing archived  {AHEAD} not yet reached"
+LEGEND = (
+    f"{SETTLED} settled  {PROVISIONAL} provisional  {EMPTY} nothing archived  "
+    f"{AHEAD} not yet reached  {EXPIRED} expired"
+)
 
 
 @dataclass
@@ -88,7 +92,15 @@ class SourceHealth:
                 else format_instant(datetime.fromtimestamp(state.lease_until, self.now.tzinfo)),
             },
             "lastRun": self.last_run,
-            "coverage": {"from": self.first_day.isoformat(), "days": self.strip},
+            "coverage": {
+                "from": self.first_day.isoformat(),
+                "days": self.strip,
+                "expired": [
+                    (self.first_day + timedelta(days=i)).isoformat()
+                    for i, mark in enumerate(self.strip)
+                    if mark == EXPIRED
+                ],
+            },
         }
 
     def lines(self) -> list[str]:
@@ -160,19 +172,28 @@ def day_marks(
     settled_days: set[date],
     archived_days: set[date],
     watermark: datetime | None,
+    expired_before: date | None = None,
 ) -> dict[date, str]:
-    """The coverage character of each day from ``first`` to ``last``."""
+    """The coverage character of each day from ``first`` to ``last``; days before
+    ``expired_before`` (``windows.expiry_horizon``) are in the retention rule's expiry zone."""
     marks: dict[date, str] = {}
     for i in range((last - first).days + 1):
         day = first + timedelta(days=i)
-        if day in settled_days:
-            marks[day] = SETTLED
-        elif day in archived_days:
-            marks[day] = PROVISIONAL
-        elif (
+        read = (
             watermark is not None
             and datetime.combine(day, datetime.min.time(), watermark.tzinfo) < watermark
-        ):
+        )
+        if day in settled_days:
+            # The manifest is there: the day is final (verify tells whether blobs it lists
+            # expired already; the manifest, written last, is the last to go).
+            marks[day] = SETTLED
+        elif expired_before is not None and day < expired_before and (read or day in archived_days):
+            # A missing manifest or missing blobs may be the retention rule's doing here, so
+            # the day is neither "provisional" nor "nothing archived": it is expired.
+            marks[day] = EXPIRED
+        elif day in archived_days:
+            marks[day] = PROVISIONAL
+        elif read:
             marks[day] = EMPTY
         else:
             marks[day] = AHEAD

@@ -53,6 +53,8 @@ OPTIONAL_SETTINGS: dict[str, str] = {
     "AzureWebJobsStorage__queueServiceUri": "the host's queue endpoint, reached with "
     "AzureWebJobsStorage__clientId (in Azure)",
     "AzureWebJobsStorage__clientId": "unset: the system-assigned identity",
+    "ARCHIVE_DELETE_AFTER_DAYS": "unset, empty or 0: the archive has no retention rule, "
+    "blobs never expire",
 }
 """Settings without a default that may stay unset, and what that means."""
 
@@ -80,6 +82,7 @@ SETTING_NAMES: tuple[str, ...] = (
     "AzureWebJobsStorage",
     "AzureWebJobsStorage__queueServiceUri",
     "AzureWebJobsStorage__clientId",
+    "ARCHIVE_DELETE_AFTER_DAYS",
 )
 """Every setting the collector reads."""
 
@@ -136,6 +139,10 @@ class Settings:
     """Entra ID's authority (``AZURE_AUTHORITY_HOST``, which azure-identity reads itself)."""
     queue: QueueTarget | None = None
     """Where the timer queues the tenants in multi-tenant mode (None: not configured)."""
+    delete_after: timedelta | None = None
+    """Age at which the archive's lifecycle rule deletes data blobs and manifests (None: no
+    rule). The collector itself never deletes: ``status`` and ``verify`` use it to tell a day
+    the rule may have removed (expired) from one that is missing."""
 
     @property
     def lanes(self) -> tuple[Lane, ...]:
@@ -391,7 +398,32 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         app_client_id=app,
         authority=authority_url(env),
         queue=_queue(env),
+        delete_after=_delete_after(_get(env, "ARCHIVE_DELETE_AFTER_DAYS")),
     )
+
+
+MAX_DELETE_AFTER_DAYS = 36_500
+"""Longest retention the setting accepts (100 years; Storage lifecycle allows far more)."""
+
+
+def _delete_after(raw: str | None) -> timedelta | None:
+    """``ARCHIVE_DELETE_AFTER_DAYS``: the same name and value as the azd variable that sets up
+    the lifecycle rule, so one number drives both the deletion and what reports expect."""
+    if raw is None:
+        return None
+    allowed = (
+        f"a whole number of days from 1 to {MAX_DELETE_AFTER_DAYS}, "
+        "or 0 or empty when blobs never expire"
+    )
+    try:
+        days = int(raw)
+    except ValueError:
+        raise ConfigError("ARCHIVE_DELETE_AFTER_DAYS", raw, allowed) from None
+    if days == 0:
+        return None
+    if not 1 <= days <= MAX_DELETE_AFTER_DAYS:
+        raise ConfigError("ARCHIVE_DELETE_AFTER_DAYS", raw, allowed)
+    return timedelta(days=days)
 
 
 def _lateness(raw: str | None, sources: tuple[Source, ...]) -> timedelta:

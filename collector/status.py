@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from .auth import consent_url
 from .blobstore import BlobStore, open_store
@@ -13,7 +13,7 @@ from .lanes import Lane
 from .layout import day_prefix, last_run_name, manifest_day, manifest_prefix, state_blob_name
 from .settings import Settings
 from .state import state_from_document
-from .windows import usual_lag
+from .windows import expiry_horizon, usual_lag
 
 SLACK = timedelta(seconds=2)
 STALE_AFTER = timedelta(hours=3)
@@ -39,12 +39,17 @@ async def collect_health(
             return None
         return consent_url(lane.tenant, settings.app_client_id, settings.authority)
 
+    # Days before this may have been deleted by the archive's retention rule: expired, not
+    # missing (they never make a lane stale: freshness is judged from the watermark).
+    expired_before = expiry_horizon(now, settings.delete_after)
     gave_up = await poisoned(settings) if settings.tenants else {}
     async with open_store(settings.storage, settings.container) as store:
         health = list(
             await asyncio.gather(
                 *(
-                    _lane_health(store, lane, now, days, lane_limit(lane), consent(lane))
+                    _lane_health(
+                        store, lane, now, days, lane_limit(lane), consent(lane), expired_before
+                    )
                     for lane in settings.lanes
                 )
             )
@@ -72,6 +77,7 @@ async def _lane_health(
     days: int,
     max_lag: timedelta,
     consent: str | None,
+    expired_before: date | None,
 ) -> SourceHealth:
     document, _ = await store.read_json(state_blob_name(lane))
     state = state_from_document(document)
@@ -89,5 +95,5 @@ async def _lane_health(
         )
         if has
     }
-    marks = day_marks(first, now.date(), settled, archived, state.watermark)
+    marks = day_marks(first, now.date(), settled, archived, state.watermark, expired_before)
     return judge(lane, state, last_run, marks, now, max_lag, consent)

@@ -1,4 +1,5 @@
-"""Pure planning of the time windows a run reads.
+"""Pure planning of the time windows a run reads, and the day boundaries that follow from
+the clock (settled, expired).
 
 Windows are half-open ``[start, end)``: Graph's ``toDateTime`` is exclusive, so each
 window starts exactly where the previous one ended (a row stamped exactly on the boundary
@@ -92,6 +93,30 @@ def settle_horizon(now: datetime, end: datetime, lateness: timedelta) -> datetim
     if lateness <= timedelta(0):
         return None
     return floor_to_midnight(min(end, now - lateness))
+
+
+def expiry_horizon(now: datetime, delete_after: timedelta | None) -> date | None:
+    """Return the first UTC day nothing of which the archive's retention rule can have deleted
+    as of ``now``: earlier days are in the expiry zone (None: blobs never expire).
+
+    The rule (``ARCHIVE_DELETE_AFTER_DAYS``) deletes a blob once its creation time is more
+    than ``delete_after`` ago. No blob of day D (data or manifest) is created before D's
+    midnight, so D is intact while ``midnight(D) >= now - delete_after``; a day whose midnight
+    is earlier may have lost some or all of its blobs, or none yet (Azure runs the rule about
+    once a day, and a day collected late was created late).
+    """
+    if delete_after is None:
+        return None
+    cutoff = now - delete_after
+    first = floor_to_midnight(cutoff)
+    # A midnight exactly at the cutoff is not "more than N days ago": that day is intact.
+    return first.date() if first == cutoff else first.date() + timedelta(days=1)
+
+
+def may_have_expired(day: date, now: datetime, delete_after: timedelta | None) -> bool:
+    """True when the retention rule may have deleted some or all of ``day``'s blobs."""
+    horizon = expiry_horizon(now, delete_after)
+    return horizon is not None and day < horizon
 
 
 def default_start(end: datetime) -> datetime:

@@ -38,7 +38,7 @@ def test_after_a_backfill_every_source_is_fresh_with_its_coverage(
     (pstn,) = [s for s in report["sources"] if s["source"] == "pstn"]
     assert pstn["fresh"] is True and pstn["lagSeconds"] == 3600
     assert pstn["settled"] == "2026-10-21T00:00:00Z"
-    assert pstn["coverage"] == {"from": "2026-10-17", "days": "...Sppp"}
+    assert pstn["coverage"] == {"from": "2026-10-17", "days": "...Sppp", "expired": []}
     assert pstn["lastRun"]["outcome"] == "ok" and pstn["lastRun"]["rows"] > 0
     assert pstn["lease"] is None and pstn["claims"] == []
 

@@ -35,9 +35,10 @@ def test_a_healthy_archive_verifies_day_by_day(
 ) -> None:
     capsys.readouterr()
     assert verify(settled) == 0
-    lines = capsys.readouterr().out.splitlines()
+    *lines, summary = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == ["pstn 2026-10-20", "pstn 2026-10-21"]
     assert all(line.endswith(": ok") for line in lines)
+    assert summary == "verified 2 day(s): 2 ok, 0 expired, 0 with a mismatch"
     assert settled.graph.simulator.stats["requests"] > 0  # (the runs); verify asks Graph nothing
     requests = settled.graph.simulator.stats["requests"]
     assert verify(settled, "--from", "2026-10-21", "--to", "2026-10-21") == 0
@@ -52,7 +53,8 @@ def test_a_deleted_blob_is_found(settled: Stack, capsys: pytest.CaptureFixture[s
     assert verify(settled) == 1
     out = capsys.readouterr().out
     assert f"pstn 2026-10-20: 0 blobs, 0 rows: MISMATCH: {name} is listed but missing" in out
-    assert "pstn 2026-10-21" in out and out.splitlines()[-1].endswith(": ok")
+    assert "pstn 2026-10-21" in out and out.splitlines()[-2].endswith(": ok")
+    assert out.splitlines()[-1] == "verified 2 day(s): 1 ok, 0 expired, 1 with a mismatch"
 
 
 def test_a_removed_line_is_found(settled: Stack, capsys: pytest.CaptureFixture[str]) -> None:
