@@ -48,16 +48,24 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(PY) -m mypy
 
-# Offline scan of the Bicep templates (tests/test_infra.py checks what checkov does not).
+# Offline scan of the Bicep templates (tests/test_infra.py checks what checkov does not), once
+# per deployment mode: public (the default) and private networking (VNET_ENABLED=true), each
+# from a copy of infra/ with the switch's values chosen (devstack/bicep_modes.py).
 # The multi-tenant app module is skipped: checkov's Bicep parser predates the `extension`
 # keyword of the Graph Bicep extension, and checkov has no check of Graph resources;
 # tests/test_infra.py parses and checks it with a current pycep.
-checkov: $(CHECKOV_VENV)/.installed
-	$(CHECKOV_VENV)/bin/checkov --directory infra --framework bicep --skip-download --compact \
-		--quiet --skip-path infra/modules/multi-tenant-app.bicep
+CHECKOV_DIR := .checkov
+checkov: $(CHECKOV_VENV)/.installed $(VENV)/.installed
+	@for mode in public private; do \
+		echo "checkov: $$mode networking"; \
+		$(PY) -m devstack.bicep_modes $$mode $(CHECKOV_DIR)/$$mode || exit 1; \
+		$(CHECKOV_VENV)/bin/checkov --directory $(CHECKOV_DIR)/$$mode --framework bicep \
+			--skip-download --compact --quiet \
+			--skip-path $(CHECKOV_DIR)/$$mode/modules/multi-tenant-app.bicep || exit 1; \
+	done
 
 test: lint typecheck checkov node_modules/.installed
 	$(PY) -m pytest
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) $(BENCH_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) $(CHECKOV_DIR) $(BENCH_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -64,8 +64,47 @@ param storageRedundancy string = 'Standard_LRS'
 @maxValue(146000)
 param archiveImmutabilityDays int = 0
 
-@description('Lock the archive\'s immutability policy: irreversible (it can then be extended, never shortened or removed). Once locked, in the portal or here, keep this true: provisioning cannot set a locked policy back to unlocked.')
-param archiveImmutabilityLocked bool = false
+@description('Set by the hooks, not by hand: true once the archive\'s immutability policy is locked (ARCHIVE_IMMUTABILITY_LOCKED asks the postprovision hook to lock it). The Storage API creates a policy only Unlocked and refuses Unlocked for a locked one.')
+param archiveImmutabilityPolicyLocked bool = false
+
+@description('Days after which data blobs and manifests move to Cool (90 days later to Cold); 0 (the default): they stay Hot.')
+@minValue(0)
+param archiveCoolAfterDays int = 0
+
+@description('Days after which data blobs and manifests are deleted (data-protection law); 0 (the default): never. Not shorter than archiveImmutabilityDays (the preprovision hook refuses it).')
+@minValue(0)
+@maxValue(36500)
+param archiveDeleteAfterDays int = 0
+
+@description('Comma-separated Entra object ids that get Storage Blob Data Reader on the archive container; empty: the deployer (principalId); none: nobody.')
+param archiveReaderIds string = ''
+
+@description('The deployer\'s object id (azd sets AZURE_PRINCIPAL_ID): the default archive reader.')
+param principalId string = ''
+
+@description('Infrastructure encryption (a second layer of encryption at rest) on both storage accounts. Only when they are created: changing it later fails.')
+param storageInfrastructureEncryption bool = false
+
+@description('Private networking: a virtual network, the app on its own subnet, both storage accounts reachable only through private endpoints. Recommended for production.')
+param vnetEnabled bool = false
+
+@description('Private networking: the virtual network\'s address space.')
+param vnetAddressPrefix string = '10.0.0.0/16'
+
+@description('Private networking: the app subnet, /27 or larger (/26 for several apps); never a subnet another App Service app used.')
+param appSubnetPrefix string = '10.0.0.0/24'
+
+@description('Private networking: the subnet of the private endpoints.')
+param privateEndpointSubnetPrefix string = '10.0.1.0/24'
+
+@description('Private networking: resource id of an existing privatelink.blob zone (landing zones keep DNS central); empty: one is created.')
+param privateDnsZoneIdBlob string = ''
+
+@description('Private networking: resource id of an existing privatelink.queue zone; empty: one is created.')
+param privateDnsZoneIdQueue string = ''
+
+@description('Private networking: resource id of an existing privatelink.table zone; empty: one is created.')
+param privateDnsZoneIdTable string = ''
 
 @description('Comma-separated subset of sms, direct_routing, pstn, pstn_blocked_users, pstn_dialout_report.')
 param collectorSources string = 'sms,direct_routing'
@@ -90,6 +129,24 @@ param lagMinutes int = 60
 
 @description('Allowed lateness in hours before a day is settled; 0 turns settling off.')
 param latenessHours int = 48
+
+@description('Seconds after which a run starts no new window (COLLECTOR_TIME_BUDGET_SECONDS).')
+param timeBudgetSeconds int = 1200
+
+@description('Length of a source\'s lease in seconds (COLLECTOR_LEASE_SECONDS).')
+param leaseSeconds int = 300
+
+@description('Graph requests of one log in any minute (GRAPH_REQUESTS_PER_MINUTE_PER_LOG).')
+param graphRequestsPerMinutePerLog int = 50
+
+@description('Graph requests of all logs together in any minute (GRAPH_REQUESTS_PER_MINUTE).')
+param graphRequestsPerMinute int = 200
+
+@description('Graph request timeout in seconds (GRAPH_TIMEOUT_SECONDS).')
+param graphTimeoutSeconds int = 100
+
+@description('Windows of one source read at once during catch-up (COLLECTOR_WINDOWS_IN_FLIGHT).')
+param windowsInFlight int = 16
 
 @description('Hours without a successful collection before an alert fires.')
 param noSuccessAlertHours int = 3
@@ -123,6 +180,20 @@ var graphEndpoint = graphEndpoints[environment().name]
 var token = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
 var functionAppName = 'func-calllogs-${token}'
+var hostStorageName = 'sthost${take(token, 18)}'
+var archiveStorageName = 'stcalllogs${take(token, 13)}'
+// Every source of collector/sources.py (tests/test_infra.py holds the two in step): the
+// folders the archive's retention rules act on, configured or not.
+var allSources = [
+  'sms'
+  'direct_routing'
+  'pstn'
+  'pstn_blocked_users'
+  'pstn_dialout_report'
+]
+var archiveReaders = (archiveReaderIds == 'none') ? [] : (empty(archiveReaderIds) ? (empty(principalId) ? [] : [
+  principalId
+]) : split(replace(archiveReaderIds, ' ', ''), ','))
 var deploymentContainerName = 'app-package-${take(token, 12)}'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -145,10 +216,12 @@ module hostStorage 'modules/host-storage.bicep' = {
   name: 'hostStorage'
   scope: rg
   params: {
-    name: 'sthost${take(token, 18)}'
+    name: hostStorageName
     location: location
     tags: tags
     deploymentContainerName: deploymentContainerName
+    privateNetworking: vnetEnabled
+    infrastructureEncryption: storageInfrastructureEncryption
   }
 }
 
@@ -156,13 +229,54 @@ module archiveStorage 'modules/archive-storage.bicep' = {
   name: 'archiveStorage'
   scope: rg
   params: {
-    name: 'stcalllogs${take(token, 13)}'
+    name: archiveStorageName
     location: location
     tags: tags
     outputContainerName: outputContainerName
     skuName: storageRedundancy
     immutabilityDays: archiveImmutabilityDays
-    immutabilityLocked: archiveImmutabilityLocked
+    immutabilityPolicyLocked: archiveImmutabilityPolicyLocked
+    privateNetworking: vnetEnabled
+    infrastructureEncryption: storageInfrastructureEncryption
+    coolAfterDays: archiveCoolAfterDays
+    deleteAfterDays: archiveDeleteAfterDays
+    sourceNames: allSources
+  }
+}
+
+module network 'modules/network.bicep' = if (vnetEnabled) {
+  name: 'network'
+  scope: rg
+  params: {
+    name: 'calllogs-${token}'
+    location: location
+    tags: tags
+    addressPrefix: vnetAddressPrefix
+    appSubnetPrefix: appSubnetPrefix
+    privateEndpointSubnetPrefix: privateEndpointSubnetPrefix
+    storageEndpoints: [
+      {
+        accountName: hostStorage.outputs.name
+        service: 'blob'
+      }
+      {
+        accountName: hostStorage.outputs.name
+        service: 'queue'
+      }
+      {
+        accountName: hostStorage.outputs.name
+        service: 'table'
+      }
+      {
+        accountName: archiveStorage.outputs.name
+        service: 'blob'
+      }
+    ]
+    existingDnsZoneIds: {
+      blob: privateDnsZoneIdBlob
+      queue: privateDnsZoneIdQueue
+      table: privateDnsZoneIdTable
+    }
   }
 }
 
@@ -177,6 +291,23 @@ module monitoring 'modules/monitoring.bicep' = {
   }
 }
 
+// Who read or changed either account's blobs, into the workspace (docs/operations.md).
+module accessLogs 'modules/access-logs.bicep' = [for account in [
+  hostStorageName
+  archiveStorageName
+]: {
+  name: 'accessLogs-${account}'
+  scope: rg
+  params: {
+    storageAccountName: account
+    workspaceId: monitoring.outputs.workspaceId
+  }
+  dependsOn: [
+    hostStorage
+    archiveStorage
+  ]
+}]
+
 module rbac 'modules/rbac.bicep' = {
   name: 'rbac'
   scope: rg
@@ -186,6 +317,7 @@ module rbac 'modules/rbac.bicep' = {
     outputContainerName: outputContainerName
     appInsightsName: monitoring.outputs.appInsightsName
     principalId: identity.outputs.principalId
+    archiveReaderIds: archiveReaders
   }
 }
 
@@ -212,10 +344,14 @@ module function 'modules/function.bicep' = {
     hostStorageAccountName: hostStorage.outputs.name
     deploymentContainerName: deploymentContainerName
     appInsightsConnectionString: monitoring.outputs.connectionString
+    appSubnetId: vnetEnabled ? network.outputs.appSubnetId : ''
     // Every setting the collector reads (collector/settings.py SETTING_NAMES) is set here
     // or has a default in the code; tests/test_infra.py keeps the two in step.
     collectorSettings: {
       GRAPH_ENDPOINT: graphEndpoint
+      GRAPH_TIMEOUT_SECONDS: string(graphTimeoutSeconds)
+      GRAPH_REQUESTS_PER_MINUTE_PER_LOG: string(graphRequestsPerMinutePerLog)
+      GRAPH_REQUESTS_PER_MINUTE: string(graphRequestsPerMinute)
       AZURE_CLIENT_ID: identity.outputs.clientId
       COLLECTOR_SOURCES: collectorSources
       COLLECTOR_STORAGE__blobServiceUri: archiveStorage.outputs.blobEndpoint
@@ -225,14 +361,19 @@ module function 'modules/function.bicep' = {
       COLLECTOR_LAG_MINUTES: string(lagMinutes)
       COLLECTOR_LATENESS_HOURS: string(latenessHours)
       COLLECTOR_SCHEDULE: collectorSchedule
-      COLLECTOR_TIME_BUDGET_SECONDS: '1200'
-      COLLECTOR_LEASE_SECONDS: '300'
+      COLLECTOR_TIME_BUDGET_SECONDS: string(timeBudgetSeconds)
+      COLLECTOR_LEASE_SECONDS: string(leaseSeconds)
+      COLLECTOR_WINDOWS_IN_FLIGHT: string(windowsInFlight)
+      ARCHIVE_DELETE_AFTER_DAYS: string(archiveDeleteAfterDays)
       COLLECTOR_TENANTS: multiTenant ? collectorTenants : ''
       COLLECTOR_APP_CLIENT_ID: multiTenant ? multiTenantApp.outputs.appId : ''
     }
   }
+  // The app and its first run wait for its roles and, in private mode, for the endpoints'
+  // DNS zone groups: before those, the accounts' names resolve to refused public addresses.
   dependsOn: [
     rbac
+    network
   ]
 }
 
@@ -268,3 +409,4 @@ output AZURE_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output GRAPH_ENDPOINT string = graphEndpoint
 output COLLECTOR_APP_CLIENT_ID string = multiTenant ? multiTenantApp.outputs.appId : ''
 output MULTI_TENANT bool = multiTenant
+output VNET_ENABLED bool = vnetEnabled

@@ -6,6 +6,7 @@ import functools
 import json
 import re
 import subprocess
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,13 @@ import pathspec
 import pytest
 from pycep import BicepParser
 
-from collector import metrics
+from collector import layout, metrics, telemetry
 from collector.fanout import QUEUE
+from collector.lanes import Lane
 from collector.metrics import FAILED_RUNS_IN_A_ROW, SETTLED_LAG, WATERMARK_LAG
 from collector.settings import DEFAULTS, OPTIONAL_SETTINGS, SETTING_NAMES
 from collector.sources import SOURCES
+from devstack import bicep_modes
 
 ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
@@ -27,6 +30,7 @@ ROLE_IDS = {
     "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
     "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
     "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
+    "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1": "Storage Blob Data Reader",
 }
 
 
@@ -75,7 +79,7 @@ def test_the_archive_account_holds_only_the_archive_and_can_be_recovered() -> No
     assert [c["name"] for c in host] == ["deploymentContainerName"]
 
 
-def test_archive_immutability_is_an_option_off_by_default() -> None:
+def test_archive_immutability_is_an_option_off_by_default_created_unlocked() -> None:
     main = template("main.bicep")
     assert main["parameters"]["archiveImmutabilityDays"]["default"] == 0
     params = main["modules"]["archiveStorage"]["config"]["params"]
@@ -83,10 +87,17 @@ def test_archive_immutability_is_an_option_off_by_default() -> None:
     text = (INFRA / "modules/archive-storage.bicep").read_text()
     assert "immutableStorageWithVersioning: (immutabilityDays > 0) ? {" in text
     assert "immutabilityPeriodSinceCreationInDays: immutabilityDays" in text
-    assert "state: immutabilityLocked ? 'Locked' : 'Unlocked'" in text
-    assert main["parameters"]["archiveImmutabilityLocked"]["default"] is False
+    # Storage creates a policy only Unlocked; the postprovision hook locks it and records so,
+    # after which the template must say Locked (Storage refuses Unlocked for a locked one).
+    assert "state: immutabilityPolicyLocked ? 'Locked' : 'Unlocked'" in text
+    assert main["parameters"]["archiveImmutabilityPolicyLocked"]["default"] is False
+    assert params["immutabilityPolicyLocked"] == "archiveImmutabilityPolicyLocked"
+    assert "archiveImmutabilityLocked" not in main["parameters"]  # the hook's, not Bicep's
     deploy = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
     assert deploy["archiveImmutabilityDays"]["value"] == "${ARCHIVE_IMMUTABILITY_DAYS=0}"
+    assert deploy["archiveImmutabilityPolicyLocked"]["value"] == (
+        "${ARCHIVE_IMMUTABILITY_POLICY_LOCKED=false}"
+    )
 
 
 def test_host_storage_and_telemetry_use_the_identity() -> None:
@@ -121,18 +132,22 @@ def test_monitoring_accepts_only_entra_id() -> None:
 
 
 ROLE_TABLE = [
-    ("Storage Blob Data Contributor", "the archive container (archive account)"),
-    ("Storage Blob Data Owner", "the host account"),
-    ("Storage Queue Data Contributor", "the host account"),
-    ("Storage Table Data Contributor", "the host account"),
-    ("Monitoring Metrics Publisher", "Application Insights"),
+    ("Storage Blob Data Contributor", "the archive container (archive account)", "identity"),
+    ("Storage Blob Data Owner", "the host account", "identity"),
+    ("Storage Queue Data Contributor", "the host account", "identity"),
+    ("Storage Table Data Contributor", "the host account", "identity"),
+    ("Monitoring Metrics Publisher", "Application Insights", "identity"),
+    ("Storage Blob Data Reader", "the archive container (archive account)", "readers"),
 ]
-"""What the function's identity may do, and where: the README shows this same table."""
+"""Who may do what, and where: the function's identity, and the operators of
+``ARCHIVE_READER_IDS``; docs/deploy.md shows these same tables."""
 SCOPES = {
     "outputContainer": "the archive container (archive account)",
     "hostAccount": "the host account",
     "appInsights": "Application Insights",
 }
+DEPLOY_DOC = ROOT / "docs" / "deploy.md"
+CONFIG_DOC = ROOT / "docs" / "configuration.md"
 
 
 def _role_id(expression: Any, variables: dict[str, Any]) -> str:
@@ -140,7 +155,11 @@ def _role_id(expression: Any, variables: dict[str, Any]) -> str:
     return str(variables["roles"]["value"][key])
 
 
-def test_the_identity_has_exactly_the_roles_of_the_readme_table() -> None:
+def _grantee(properties: dict[str, Any]) -> str:
+    return "identity" if properties["principalId"] == "principalId" else "readers"
+
+
+def test_the_identity_and_the_readers_have_exactly_the_roles_of_the_docs_tables() -> None:
     rbac = template("modules/rbac.bicep")
     variables = rbac["variables"]
     granted = []
@@ -149,17 +168,40 @@ def test_the_identity_has_exactly_the_roles_of_the_readme_table() -> None:
             continue
         config = resource["config"]
         if "loop_type" in config:
-            items = variables[config["loop_type"]["detail"]["array_name"]]["value"]
-            scope = config["config"]["scope"]
-            granted += [(ROLE_IDS[_role_id(item, variables)], SCOPES[scope]) for item in items]
+            loop, body = config["loop_type"]["detail"], config["config"]
+            role_id = body["properties"]["roleDefinitionId"]["function"]["parameters"]
+            if loop["array_name"] in variables:  # a loop over roles
+                items = variables[loop["array_name"]]["value"]
+                roles = [ROLE_IDS[_role_id(item, variables)] for item in items]
+            else:  # a loop over principals
+                assert body["properties"]["principalId"] == loop["item_name"]
+                assert loop["array_name"] == "archiveReaderIds"
+                roles = [ROLE_IDS[_role_id(role_id["resource_name_1"], variables)]]
+                body = {**body, "properties": {"principalId": loop["array_name"]}}
+            who = _grantee(body["properties"])
+            granted += [(role, SCOPES[body["scope"]], who) for role in roles]
         else:
             operand = config["properties"]["roleDefinitionId"]["function"]["parameters"]
             role = ROLE_IDS[_role_id(operand["resource_name_1"], variables)]
-            granted.append((role, SCOPES[config["scope"]]))
+            granted.append((role, SCOPES[config["scope"]], _grantee(config["properties"])))
     assert sorted(granted) == sorted(ROLE_TABLE)
-    readme = (ROOT / "README.md").read_text()
-    for role, scope in ROLE_TABLE:
-        assert f"| {role} | {scope} |" in readme, (role, scope)
+    docs = DEPLOY_DOC.read_text()
+    for role, scope, _ in ROLE_TABLE:
+        assert f"| {role} | {scope} |" in docs, (role, scope)
+
+
+def test_archive_readers_default_to_the_deployer_and_can_be_none() -> None:
+    main = template("main.bicep")
+    assert main["modules"]["rbac"]["config"]["params"]["archiveReaderIds"] == "archiveReaders"
+    text = (INFRA / "main.bicep").read_text()
+    assert (
+        "var archiveReaders = (archiveReaderIds == 'none') ? [] : (empty(archiveReaderIds) ? "
+        "(empty(principalId) ? [] : [\n  principalId\n]) : "
+        "split(replace(archiveReaderIds, ' ', ''), ','))" in text
+    )
+    mapped = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert mapped["principalId"]["value"] == "${AZURE_PRINCIPAL_ID=}"  # azd: the deployer
+    assert mapped["archiveReaderIds"]["value"] == "${ARCHIVE_READER_IDS=}"
 
 
 ALERTS = "modules/alerts.bicep"
@@ -392,7 +434,7 @@ def test_the_graph_grant_is_left_to_the_postprovision_hook_not_raced_in_the_temp
         assert "run: infra/hooks/postprovision.sh" in block and "shell: sh" in block
     # Not interactive, azd shows a hook's output in a preview pane and erases it at the end:
     # the administrator's command would vanish.
-    assert hook.count("interactive: true") == 2 and "interactive: false" not in hook
+    assert hook.count("interactive: true") == 4 and "interactive: false" not in hook
     assert {"AZURE_IDENTITY_PRINCIPAL_ID", "GRAPH_ENDPOINT", "AZURE_TENANT_ID"} <= set(
         main["outputs"]
     )
@@ -547,8 +589,323 @@ def test_the_tenant_queue_is_in_the_host_account_the_identity_may_use() -> None:
 def test_every_source_is_named_where_a_deployer_chooses_them() -> None:
     param = template("main.bicep")["parameters"]["collectorSources"]
     described = _decorator(param, "description")
-    readme = (ROOT / "README.md").read_text()
-    row = next(line for line in readme.splitlines() if line.startswith("| `COLLECTOR_SOURCES` |"))
+    docs = CONFIG_DOC.read_text()
+    row = next(line for line in docs.splitlines() if line.startswith("| `COLLECTOR_SOURCES` |"))
     for name in SOURCES:
         assert re.search(rf"\b{name}\b", described), name
         assert f"`{name}`" in row, name
+
+
+NETWORK = "modules/network.bicep"
+
+
+def _subnets() -> dict[str, dict[str, Any]]:
+    """The virtual network's subnets by name (variables spelled out)."""
+    variables = template(NETWORK)["variables"]
+    (vnet,) = resources(NETWORK, "Microsoft.Network/virtualNetworks")
+    return {variables[s["name"]]["value"]: s["properties"] for s in vnet["properties"]["subnets"]}
+
+
+def test_private_networking_is_one_switch_off_by_default() -> None:
+    main = template("main.bicep")
+    assert main["parameters"]["vnetEnabled"]["default"] is False
+    network = main["modules"]["network"]["config"]
+    assert network["condition"] == "vnetEnabled"  # nothing of it exists in public mode
+    mapped = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert mapped["vnetEnabled"]["value"] == "${VNET_ENABLED=false}"
+    for module in ("hostStorage", "archiveStorage"):
+        assert main["modules"][module]["config"]["params"]["privateNetworking"] == "vnetEnabled"
+    text = (INFRA / "main.bicep").read_text()
+    assert "appSubnetId: vnetEnabled ? network.outputs.appSubnetId : ''" in text
+
+
+def test_private_mode_has_an_app_subnet_delegated_to_flex_and_an_nsg_on_every_subnet() -> None:
+    subnets = _subnets()
+    assert set(subnets) == {"app", "private-endpoints"}
+    assert not [name for name in subnets if "_" in name]  # Flex refuses underscores
+    app, endpoints = subnets["app"], subnets["private-endpoints"]
+    assert [d["properties"]["serviceName"] for d in app["delegations"]] == [
+        "Microsoft.App/environments"
+    ]
+    assert app["addressPrefix"] == "appSubnetPrefix"
+    assert endpoints["privateEndpointNetworkPolicies"] == "Disabled"
+    nsgs = template(NETWORK)["resources"]
+    for properties in subnets.values():
+        nsg = properties["networkSecurityGroup"]["id"]["operator"]["operands"]["operand_1"]
+        assert nsgs[nsg]["type"] == "Microsoft.Network/networkSecurityGroups"
+    # Default rules only: a deny between the two subnets stops the Functions host.
+    for nsg in resources(NETWORK, "Microsoft.Network/networkSecurityGroups"):
+        assert nsg["properties"]["securityRules"] == []
+    main = template("main.bicep")
+    prefix = main["parameters"]["appSubnetPrefix"]
+    assert prefix["default"] == "10.0.0.0/24"
+    assert "/27 or larger" in _decorator(prefix, "description")
+    assert not resources(NETWORK, "Microsoft.Network/natGateways")  # outbound needs none
+
+
+def test_private_mode_reaches_every_storage_endpoint_the_app_uses_privately() -> None:
+    params = template("main.bicep")["modules"]["network"]["config"]["config"]["params"]
+    endpoints = sorted(
+        (e["accountName"]["operator"]["operands"]["operand_1"], e["service"])
+        for e in params["storageEndpoints"]
+    )
+    assert endpoints == [
+        ("archiveStorage", "blob"),
+        ("hostStorage", "blob"),
+        ("hostStorage", "queue"),
+        ("hostStorage", "table"),
+    ]
+    (endpoint,) = [
+        r["config"]["config"]
+        for r in template(NETWORK)["resources"].values()
+        if r["type"] == "Microsoft.Network/privateEndpoints"
+    ]
+    (connection,) = endpoint["properties"]["privateLinkServiceConnections"]
+    (group,) = connection["properties"]["groupIds"]
+    assert _names(group) == {"property_accessor", "endpoint", "service"}
+    text = (INFRA / NETWORK).read_text()
+    assert "id: resourceId('Microsoft.Network/virtualNetworks/subnets', vnet.name, privateEndpointSubnetName)" in text  # fmt: skip
+    assert "privateLinkServiceId: resourceId('Microsoft.Storage/storageAccounts', endpoint.accountName)" in text  # fmt: skip
+
+
+def test_private_dns_zones_are_created_and_linked_or_taken_by_id() -> None:
+    variables = template(NETWORK)["variables"]
+    assert variables["services"]["value"] == ["blob", "queue", "table"]
+    (zones,) = [
+        r["config"]
+        for r in template(NETWORK)["resources"].values()
+        if r["type"] == "Microsoft.Network/privateDnsZones"
+    ]
+    assert zones["loop_type"]["detail"]["array_name"] == "zonesToCreate"
+    assert zones["config"]["name"] == "privatelink.${service}.${storageSuffix}"
+    assert zones["config"]["location"] == "global"
+    text = (INFRA / NETWORK).read_text()
+    assert "var storageSuffix = environment().suffixes.storage" in text
+    assert (
+        "var zonesToCreate = filter(services, service => empty(existingDnsZoneIds[service]))"
+        in text
+    )
+    (links,) = [
+        r["config"]["config"]
+        for r in template(NETWORK)["resources"].values()
+        if r["type"] == "Microsoft.Network/privateDnsZones/virtualNetworkLinks"
+    ]
+    assert links["properties"]["registrationEnabled"] is False
+    assert links["parent"]["operator"]["operands"]["operand_1"] == "zones"
+    # Each endpoint's zone group names the created zone, or the one passed in.
+    assert (
+        "privateDnsZoneId: empty(existingDnsZoneIds[endpoint.service]) ? "
+        "resourceId('Microsoft.Network/privateDnsZones', "
+        "'privatelink.${endpoint.service}.${storageSuffix}') : "
+        "existingDnsZoneIds[endpoint.service]" in text
+    )
+    params = template("main.bicep")["modules"]["network"]["config"]["config"]["params"]
+    assert params["existingDnsZoneIds"] == {
+        "blob": "privateDnsZoneIdBlob",
+        "queue": "privateDnsZoneIdQueue",
+        "table": "privateDnsZoneIdTable",
+    }
+    mapped = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    for service in ("Blob", "Queue", "Table"):
+        value = mapped[f"privateDnsZoneId{service}"]["value"]
+        assert value == f"${{PRIVATE_DNS_ZONE_ID_{service.upper()}=}}"
+
+
+def test_in_private_mode_the_accounts_refuse_the_internet_and_the_app_joins_the_subnet() -> None:
+    for module in ("modules/host-storage.bicep", "modules/archive-storage.bicep"):
+        text = (INFRA / module).read_text()
+        private = bicep_modes.resolve(text, private=True)
+        public = bicep_modes.resolve(text, private=False)
+        assert "publicNetworkAccess: 'Disabled'" in private, module
+        assert "defaultAction: 'Deny'" in private and "bypass: 'None'" in private, module
+        assert "publicNetworkAccess: 'Enabled'" in public, module
+        (account,) = resources(module, "Microsoft.Storage/storageAccounts")
+        assert account["properties"]["networkAcls"]["ipRules"] == [], module
+        assert "virtualNetworkRules" not in account["properties"]["networkAcls"], module
+    (app,) = resources("modules/function.bicep", "Microsoft.Web/sites")
+    props = app["properties"]
+    # azd deploy publishes through the app's own endpoint: its public access stays on.
+    assert props["publicNetworkAccess"] == "Enabled"
+    assert props["siteConfig"]["remoteDebuggingEnabled"] is False
+    text = (INFRA / "modules/function.bicep").read_text()
+    assert "virtualNetworkSubnetId: empty(appSubnetId) ? null : appSubnetId" in text
+    assert "vnetRouteAllEnabled" not in text  # Flex routes everything through the subnet
+
+
+def test_the_app_and_its_first_run_wait_for_the_endpoints_dns() -> None:
+    main = template("main.bicep")
+    assert main["modules"]["function"]["config"]["dependsOn"] == ["rbac", "network"]
+    (groups,) = [
+        r["config"]["config"]
+        for r in template(NETWORK)["resources"].values()
+        if r["type"] == "Microsoft.Network/privateEndpoints/privateDnsZoneGroups"
+    ]
+    assert groups["dependsOn"] == ["zones", "zoneLinks"]
+    assert groups["parent"]["operator"]["operands"]["operand_1"] == "endpoints"
+
+
+def test_checkov_scans_both_modes_with_the_switch_resolved(tmp_path: Path) -> None:
+    bicep_modes.write_mode("private", tmp_path / "private")
+    main = (tmp_path / "private" / "main.bicep").read_text()
+    assert "param vnetEnabled bool = true\n" in main
+    assert "appSubnetId: network.outputs.appSubnetId\n" in main
+    archive = (tmp_path / "private" / "modules/archive-storage.bicep").read_text()
+    assert "checkov:skip=CKV_AZURE_35" not in archive  # private mode must pass it
+    assert "checkov:skip=CKV_AZURE_206" in archive
+    bicep_modes.write_mode("public", tmp_path / "public")
+    public = (tmp_path / "public" / "main.bicep").read_text()
+    assert "param vnetEnabled bool = false\n" in public and "appSubnetId: ''\n" in public
+    makefile = (ROOT / "Makefile").read_text()
+    assert "for mode in public private" in makefile and "devstack.bicep_modes" in makefile
+    for module in INFRA.rglob("*.bicep"):  # every skip says why
+        for line in module.read_text().splitlines():
+            if "checkov:skip=" in line:
+                assert re.search(r"checkov:skip=CKV_\w+: \S", line), (module, line)
+
+
+def test_both_accounts_send_who_read_wrote_or_deleted_blobs_to_the_workspace() -> None:
+    (setting,) = resources("modules/access-logs.bicep", "Microsoft.Insights/diagnosticSettings")
+    assert setting["scope"] == "blobService"
+    assert setting["properties"]["workspaceId"] == "workspaceId"
+    assert [(log["category"], log["enabled"]) for log in setting["properties"]["logs"]] == [
+        ("StorageRead", True),
+        ("StorageWrite", True),
+        ("StorageDelete", True),
+    ]
+    logs = template("main.bicep")["modules"]["accessLogs"]["config"]
+    assert logs["loop_type"]["detail"]["array_name"] == ["hostStorageName", "archiveStorageName"]
+    for module, name in (("hostStorage", "hostStorageName"), ("archiveStorage", "archiveStorageName")):  # fmt: skip
+        assert template("main.bicep")["modules"][module]["config"]["params"]["name"] == name
+    assert "monitoring" in json.dumps(logs["config"]["params"]["workspaceId"])
+    docs = (ROOT / "docs" / "operations.md").read_text()
+    assert "StorageBlobLogs" in docs and "RequesterObjectId" in docs
+
+
+def test_infrastructure_encryption_is_a_parameter_of_both_accounts() -> None:
+    main = template("main.bicep")
+    assert main["parameters"]["storageInfrastructureEncryption"]["default"] is False
+    for module in ("hostStorage", "archiveStorage"):
+        params = main["modules"][module]["config"]["params"]
+        assert params["infrastructureEncryption"] == "storageInfrastructureEncryption"
+    for module in ("modules/host-storage.bicep", "modules/archive-storage.bicep"):
+        (account,) = resources(module, "Microsoft.Storage/storageAccounts")
+        encryption = account["properties"]["encryption"]
+        assert encryption["requireInfrastructureEncryption"] == "infrastructureEncryption"
+    assert "Only when the accounts are created" in CONFIG_DOC.read_text()
+
+
+def _lifecycle_rules() -> dict[str, Any]:
+    variables = template("modules/archive-storage.bicep")["variables"]
+    return {
+        name: variables[name]["value"] for name in ("expireOldVersions", "coolData", "deleteData")
+    }
+
+
+def test_retention_rules_tier_and_expire_data_and_manifests_never_state() -> None:
+    rules = _lifecycle_rules()
+    for key in ("coolData", "deleteData"):
+        filters = rules[key]["definition"]["filters"]
+        assert filters["prefixMatch"] == "dataPrefixes", key
+    cool = rules["coolData"]["definition"]["actions"]["baseBlob"]
+    assert cool["tierToCool"]["daysAfterCreationGreaterThan"] == "coolAfterDays"
+    assert "coolAfterDays" in _names(cool["tierToCold"]["daysAfterCreationGreaterThan"])
+    delete = rules["deleteData"]["definition"]["actions"]["baseBlob"]["delete"]
+    assert delete == {"daysAfterCreationGreaterThan": "deleteAfterDays"}
+    text = (INFRA / "modules/archive-storage.bicep").read_text()
+    assert (
+        "rules: concat([expireOldVersions], (coolAfterDays > 0) ? [coolData] : [], "
+        "(deleteAfterDays > 0) ? [deleteData] : [])" in text
+    )
+    assert "var sourcePrefixes = [for source in sourceNames: '${outputContainerName}/${source}/']" in text  # fmt: skip
+    assert (
+        "'${outputContainerName}/${MANIFEST_PREFIX}'".replace(
+            "${MANIFEST_PREFIX}", layout.MANIFEST_PREFIX
+        )
+        in text
+    )
+    assert not layout.MANIFEST_PREFIX.startswith(layout.STATE_PREFIX)
+    # The folders the rules name are where layout.py puts each source's rows.
+    main = template("main.bicep")
+    assert main["variables"]["allSources"]["value"] == list(SOURCES)
+    assert main["modules"]["archiveStorage"]["config"]["params"]["sourceNames"] == "allSources"
+    for name, source in SOURCES.items():
+        lane = Lane(source, None)
+        assert layout.day_prefix(lane, date(2026, 1, 1)).startswith(f"{name}/")
+        assert layout.manifest_prefix(lane).startswith(layout.MANIFEST_PREFIX)
+        assert layout.state_blob_name(lane).startswith(layout.STATE_PREFIX)
+    params = main["modules"]["archiveStorage"]["config"]["params"]
+    assert params["coolAfterDays"] == "archiveCoolAfterDays"
+    assert params["deleteAfterDays"] == "archiveDeleteAfterDays"
+    settings = main["modules"]["function"]["config"]["params"]["collectorSettings"]
+    assert "archiveDeleteAfterDays" in _names(settings["ARCHIVE_DELETE_AFTER_DAYS"])
+
+
+def _table(path: Path, heading: str) -> dict[str, list[str]]:
+    """The rows of the first table under a heading, by their first cell (backticks off)."""
+    text = path.read_text()
+    section = text[text.index(f"## {heading}\n") :]
+    rows = {}
+    for line in section.splitlines()[1:]:
+        if line.startswith("## "):
+            break
+        if line.startswith("| `"):
+            cells = [c.strip() for c in line.strip("|").split(" | ")]
+            rows[cells[0].strip("`")] = cells[1:]
+    return rows
+
+
+def _azd_variables() -> dict[str, tuple[str, str]]:
+    """Each azd variable main.parameters.json reads: the Bicep parameter it feeds, and its
+    default."""
+    mapped = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    found = {}
+    for param, entry in mapped.items():
+        match = re.fullmatch(r"\$\{(\w+)(?:=(.*))?\}", entry["value"])
+        assert match, (param, entry)
+        found[match[1]] = (param, match[2] or "")
+    return found
+
+
+def test_every_setting_the_code_reads_reaches_the_app_through_azd_or_the_template() -> None:
+    main = template("main.bicep")
+    collector = main["modules"]["function"]["config"]["params"]["collectorSettings"]
+    host = template("modules/function.bicep")["variables"]["hostSettings"]["value"]
+    example = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
+    variables = _azd_variables()
+    reference = _table(CONFIG_DOC, "App settings")
+    read = (*SETTING_NAMES, telemetry.CONNECTION_STRING)
+    assert set(reference) == set(read), "the reference lists other settings than the code reads"
+    assert set(collector) <= set(SETTING_NAMES), "the template sets a setting nobody reads"
+    for name in read:
+        assert name in example, f"{name} missing from local.settings.example.json"
+        azd, default, _ = reference[name]
+        if azd.startswith("`"):  # the deployer's choice, through an azd variable
+            variable = azd.strip("`")
+            param, azd_default = variables[variable]
+            assert param in _names(collector[name]), (name, param)
+            unset = name in OPTIONAL_SETTINGS and azd_default in ("", "0")  # 0: off
+            assert DEFAULTS.get(name, "") == azd_default or unset, (name, azd_default)
+        elif azd == "(local only)":
+            assert name not in collector and name not in host, name
+        else:
+            assert azd.startswith("(the template: "), (name, azd)
+            assert name in collector or name in host, name
+        documented = default.strip("`") if default != "(none)" else ""
+        assert documented == DEFAULTS.get(name, "") or name == "AZURE_AUTHORITY_HOST", name
+
+
+def test_every_azd_variable_is_in_the_reference_and_feeds_a_parameter() -> None:
+    variables = _azd_variables()
+    main = template("main.bicep")["parameters"]
+    app = {row[0].strip("`") for row in _table(CONFIG_DOC, "App settings").values()}
+    options = _table(CONFIG_DOC, "Deployment options")
+    for variable, (param, default) in variables.items():
+        assert param in main, param
+        if variable in ("AZURE_ENV_NAME", "AZURE_LOCATION", "AZURE_PRINCIPAL_ID"):
+            continue  # azd's own
+        assert variable in app or variable in options, f"{variable} missing from the reference"
+        if variable in options and default:
+            assert options[variable][0] == f"`{default}`", (variable, options[variable][0])
+    hooks = "\n".join(p.read_text() for p in (INFRA / "hooks").glob("*.sh"))
+    for variable in options:  # the rest are read by the hooks
+        assert variable in variables or variable in hooks, variable

@@ -68,6 +68,9 @@ def test_everything_set() -> None:
         ("GRAPH_TIMEOUT_SECONDS", "0", "from 1 to 600"),
         ("AZURE_CLIENT_ID", "my-identity", "GUID"),
         ("COLLECTOR_STORAGE", "nonsense", "connection string"),
+        ("ARCHIVE_DELETE_AFTER_DAYS", "36501", "from 1 to 36500"),
+        ("ARCHIVE_DELETE_AFTER_DAYS", "-1", "from 1 to 36500"),
+        ("ARCHIVE_DELETE_AFTER_DAYS", "30d", "whole number of days"),
     ],
 )
 def test_bad_values_name_the_setting_value_and_what_is_allowed(
@@ -82,6 +85,15 @@ def test_bad_values_name_the_setting_value_and_what_is_allowed(
         assert value in message
 
 
+def test_archive_retention_is_whole_days_and_unset_empty_or_0_mean_blobs_never_expire() -> None:
+    assert load_settings(BASE).delete_after is None
+    for never in ("", " ", "0"):
+        assert load_settings({**BASE, "ARCHIVE_DELETE_AFTER_DAYS": never}).delete_after is None
+    for days in (1, 30, 36_500):
+        settings = load_settings({**BASE, "ARCHIVE_DELETE_AFTER_DAYS": f" {days} "})
+        assert settings.delete_after == timedelta(days=days)
+
+
 def test_storage_is_required_and_unambiguous() -> None:
     with pytest.raises(ConfigError, match="COLLECTOR_STORAGE=<not set>"):
         load_settings({})
@@ -91,14 +103,16 @@ def test_storage_is_required_and_unambiguous() -> None:
         )
 
 
-def test_every_setting_is_documented_in_the_example_and_readme() -> None:
+def test_every_setting_is_documented_in_the_example_and_the_reference() -> None:
     example = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
-    readme = (ROOT / "README.md").read_text()
+    reference = (ROOT / "docs" / "configuration.md").read_text()
     for name in SETTING_NAMES:
         assert name in example, f"{name} missing from local.settings.example.json"
-        assert f"`{name}`" in readme, f"{name} missing from README"
+        assert f"| `{name}` |" in reference, f"{name} missing from docs/configuration.md"
     for name, default in DEFAULTS.items():
-        assert f"`{default}`" in readme, f"default of {name} missing from README"
+        assert f"| `{name}` | `{name}` | `{default}` |" in reference or (
+            f"| `{default}` |" in reference
+        ), f"default of {name} missing from docs/configuration.md"
 
 
 def test_bad_setting_stops_the_run_before_any_request(

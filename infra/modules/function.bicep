@@ -11,6 +11,8 @@ param deploymentContainerName string
 param appInsightsConnectionString string
 @description('Collector settings (name -> value): every setting the code reads.')
 param collectorSettings object
+@description('Private networking: the app subnet the app joins (network.bicep); empty: none.')
+param appSubnetId string
 param maximumInstanceCount int = 40
 param instanceMemoryMB int = 2048
 
@@ -46,7 +48,7 @@ var hostSettings = {
 var allSettings = union(hostSettings, collectorSettings)
 
 resource app 'Microsoft.Web/sites@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_222: the app has no HTTP triggers; public access is needed for azd's Entra-authenticated deployment endpoint (publishing passwords are off below).
+  // checkov:skip=CKV_AZURE_222: the app has no HTTP triggers; azd deploy publishes through the app's own endpoint (/api/publish, Entra ID only: publishing passwords are off below), so its public access stays on, the exception docs/deploy.md names.
   // checkov:skip=CKV_AZURE_17: no HTTP triggers to protect with client certificates; requiring them could block the platform's own calls to the host.
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales to zero by design; a timer app needs no standby instances.
   // checkov:skip=CKV_AZURE_213: no HTTP endpoint to health-check; the alerts in alerts.bicep watch the timer's outcomes instead.
@@ -63,10 +65,14 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    publicNetworkAccess: 'Enabled'
+    // Flex Consumption sends all outbound traffic through the subnet: no route-all switch.
+    virtualNetworkSubnetId: empty(appSubnetId) ? null : appSubnetId
     siteConfig: {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
+      remoteDebuggingEnabled: false
       appSettings: [for setting in items(allSettings): {
         name: setting.key
         value: setting.value

@@ -6,10 +6,15 @@ param name string
 param location string
 param tags object
 param deploymentContainerName string
+@description('Private networking: no public endpoint; the app reaches the account through private endpoints (network.bicep).')
+param privateNetworking bool
+@description('A second layer of encryption at rest (infrastructure encryption): only when the account is created.')
+param infrastructureEncryption bool
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
-  // checkov:skip=CKV_AZURE_35: a network deny-by-default needs VNet integration and private endpoints; access is identity-only (keys off, no anonymous blobs, TLS 1.2, HTTPS).
-  // checkov:skip=CKV_AZURE_59: same: the Function app reaches storage over its public endpoint with Entra ID; nothing is readable anonymously.
+  // checkov:skip=CKV_AZURE_35: public mode only (vnetEnabled false, the default): the app reaches the account over its public endpoint, identity-only (keys off, no anonymous blobs, TLS 1.2). Private mode denies by default; make checkov scans that mode without this skip.
+  // checkov:skip=CKV_AZURE_59: public mode only, as above: private mode disables public network access, and make checkov scans it without this skip.
+  // checkov:skip=CKV_AZURE_36: private mode sets bypass None, as Microsoft's Flex Consumption templates do: no trusted Azure service needs the data plane (the app comes through private endpoints; access logs are sent by the platform, not through the network).
   // checkov:skip=CKV_AZURE_206: the host's state and the deployment package are rebuilt by the host and by azd deploy; locally redundant storage is what the reference templates use.
   name: name
   location: location
@@ -26,10 +31,24 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     defaultToOAuthAuthentication: true
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: privateNetworking ? 'Disabled' : 'Enabled'
     networkAcls: {
-      defaultAction: 'Allow'
-      bypass: 'AzureServices'
+      defaultAction: privateNetworking ? 'Deny' : 'Allow'
+      bypass: privateNetworking ? 'None' : 'AzureServices'
+      ipRules: []
+    }
+    // Queues and tables are doubly encrypted only with account-scoped keys.
+    encryption: {
+      keySource: 'Microsoft.Storage'
+      requireInfrastructureEncryption: infrastructureEncryption
+      services: infrastructureEncryption ? {
+        queue: {
+          keyType: 'Account'
+        }
+        table: {
+          keyType: 'Account'
+        }
+      } : null
     }
   }
 }

@@ -5,10 +5,13 @@ param archiveStorageAccountName string
 param outputContainerName string
 param appInsightsName string
 param principalId string
+@description('Entra object ids (users, groups, service principals) that may read the archive container: operators, for the portal and python -m collector status / verify.')
+param archiveReaderIds array
 
 var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+  storageBlobDataReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
@@ -46,6 +49,17 @@ resource archiveWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
   }
 }
+
+// Operators look without being able to change anything. No principalType: a reader may be
+// a user, a group or a service principal.
+resource archiveReaders 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for reader in archiveReaderIds: {
+  name: guid(outputContainer.id, reader, roles.storageBlobDataReader)
+  scope: outputContainer
+  properties: {
+    principalId: reader
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataReader)
+  }
+}]
 
 // The Functions host (AzureWebJobsStorage) and the deployment package, on the host account.
 var hostRoles = [
