@@ -8,11 +8,11 @@ import os
 
 import azure.functions as func
 
-from collector.fanout import QUEUE, enqueue_tenants, tenant_of
-from collector.reports import log_report
-from collector.runner import run_cycle
-from collector.settings import Settings, load_settings
-from collector.telemetry import run_metrics, send
+from collector.core.settings import Settings, load_settings
+from collector.observe.reports import log_report
+from collector.observe.telemetry import run_metrics, send
+from collector.run.runner import run_cycle
+from collector.tenants.fanout import QUEUE, enqueue_tenants, tenant_of
 
 app = func.FunctionApp()
 log = logging.getLogger("collector")

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from common import day_windows, function_path, token  # noqa: E402
 
-from collector.timefmt import format_instant, parse_instant  # noqa: E402
+from collector.core.timefmt import format_instant, parse_instant  # noqa: E402
 from devstack.azurite import Azurite  # noqa: E402
 
 SOURCES = ("sms", "direct_routing", "pstn")
@@ -151,8 +151,8 @@ async def plain_loop(
 def collector_once(env: dict[str, str], as_of: str, period: float, margin: float) -> dict[str, int]:
     """One collector cycle, as the timer would run it, with Graph's minute scaled."""
     os.environ.update(env)  # azure-identity reads the identity endpoint from here
-    from collector.runner import run_cycle
-    from collector.settings import load_settings
+    from collector.core.settings import load_settings
+    from collector.run.runner import run_cycle
 
     report = asyncio.run(
         run_cycle(

@@ -34,8 +34,8 @@ from azure.storage.queue import QueueServiceClient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from collector.fanout import POISON, QUEUE, enqueue_tenants  # noqa: E402
-from collector.settings import load_settings  # noqa: E402
+from collector.core.settings import load_settings  # noqa: E402
+from collector.tenants.fanout import POISON, QUEUE, enqueue_tenants  # noqa: E402
 from devstack.azurite import Azurite  # noqa: E402
 from devstack.stack import GraphStack  # noqa: E402
 from devstack.synthetic import Tenant  # noqa: E402

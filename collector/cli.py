@@ -16,17 +16,17 @@ from datetime import UTC, date, datetime, timedelta
 
 from azure.core.exceptions import AzureError
 
-from .auth import authority_url, consent_url
-from .errors import CollectorError, ConfigError, InstantParseError
-from .health import LEGEND
-from .progress import LogView, TerminalView, View
-from .reports import RunReport
-from .runner import run_cycle
-from .settings import Settings, is_tenant_id, load_app_client_id, load_settings
-from .status import collect_health
-from .telemetry import run_metrics, send
-from .timefmt import format_instant, parse_instant
-from .verify import verify
+from .core.auth import authority_url, consent_url
+from .core.errors import CollectorError, ConfigError, InstantParseError
+from .core.settings import Settings, is_tenant_id, load_app_client_id, load_settings
+from .core.timefmt import format_instant, parse_instant
+from .observe.health import LEGEND
+from .observe.progress import LogView, TerminalView, View
+from .observe.reports import RunReport
+from .observe.status import collect_health
+from .observe.telemetry import run_metrics, send
+from .observe.verify import verify
+from .run.runner import run_cycle
 
 EXIT_OK = 0
 EXIT_SOURCE_FAILED = 1

@@ -9,7 +9,7 @@ import sys
 import time
 from datetime import timedelta
 
-from collector.timefmt import parse_instant
+from collector.core.timefmt import parse_instant
 
 from .demo import run_demo
 from .stack import GraphStack, LocalStack

@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 
 from azure.storage.blob import BlobServiceClient
 
-from collector.settings import Settings, load_settings
-from collector.sources import SOURCES, Source
-from collector.timefmt import format_instant
-from collector.windows import plan_windows, run_bounds
+from collector.core.settings import Settings, load_settings
+from collector.core.sources import SOURCES, Source
+from collector.core.timefmt import format_instant
+from collector.core.windows import plan_windows, run_bounds
 
 from .stack import LocalStack
 

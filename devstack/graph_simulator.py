@@ -27,8 +27,8 @@ from urllib.parse import unquote
 import orjson
 from aiohttp import web
 
-from collector.errors import InstantParseError
-from collector.timefmt import parse_ticks
+from collector.core.errors import InstantParseError
+from collector.core.timefmt import parse_ticks
 
 from .identity import TENANT_ID, TokenAuthority
 from .synthetic import Tenant

@@ -31,7 +31,7 @@ from azure.storage.queue import (
     QueueMessage,
 )
 
-from collector.fanout import POISON, QUEUE
+from collector.tenants.fanout import POISON, QUEUE
 
 log = logging.getLogger("devstack.queue_host")
 

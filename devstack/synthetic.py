@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from collector.sources import SOURCES
-from collector.timefmt import TICKS_PER_SECOND, parse_ticks, to_ticks
+from collector.core.sources import SOURCES
+from collector.core.timefmt import TICKS_PER_SECOND, parse_ticks, to_ticks
 
 TICKS_PER_DAY = 86_400 * TICKS_PER_SECOND
 PLACEHOLDER = "0001-01-01T00:00:00Z"

@@ -24,9 +24,9 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from collector.cli import main
-from collector.rows import event_ticks, row_key
-from collector.sources import SOURCES
-from collector.timefmt import parse_instant, utc_date_of_ticks
+from collector.core.rows import event_ticks, row_key
+from collector.core.sources import SOURCES
+from collector.core.timefmt import parse_instant, utc_date_of_ticks
 from devstack.azurite import ACCOUNT, ACCOUNT_KEY, Azurite
 from devstack.proxy import ImmutableArchiveProxy
 from devstack.stack import GraphStack

@@ -16,7 +16,7 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import BlobServiceClient
 
-from collector.timefmt import parse_instant
+from collector.core.timefmt import parse_instant
 
 from .conftest import (
     FIRST,

@@ -12,9 +12,9 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 from azure.storage.blob.aio import BlobServiceClient as AsyncBlobServiceClient
 
-from collector.blobstore import BlobStore
-from collector.errors import StateConflictError
-from collector.partitions import PartitionWriter
+from collector.archive.blobstore import BlobStore
+from collector.archive.partitions import PartitionWriter
+from collector.core.errors import StateConflictError
 from devstack.azurite import Azurite
 
 _names = itertools.count(1)
@@ -195,7 +195,7 @@ def test_a_block_that_failed_fails_every_later_commit_with_its_own_error(
 def test_lines_are_read_whole_across_ranged_reads(
     azurite: Azurite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("collector.blobstore.READ_SIZE", 7)  # reads cut lines everywhere
+    monkeypatch.setattr("collector.archive.blobstore.READ_SIZE", 7)  # reads cut lines everywhere
     lines = [b"x" * n for n in (1, 6, 7, 8, 13, 14, 15, 2)]
     result: dict[str, list[bytes]] = {}
 

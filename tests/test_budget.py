@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.budget import RequestBudget
+from collector.graph.budget import RequestBudget
 
 
 class FakeTime:

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from collector.reports import SourceReport
-from collector.runner import run_cycle
-from collector.settings import load_settings
-from collector.timefmt import parse_instant, parse_ticks
+from collector.core.settings import load_settings
+from collector.core.timefmt import parse_instant, parse_ticks
+from collector.observe.reports import SourceReport
+from collector.run.runner import run_cycle
 from devstack.graph_simulator import Fault
 
 from .conftest import (

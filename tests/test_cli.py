@@ -12,8 +12,8 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import BlobServiceClient
 
-from collector.sources import SOURCES
-from collector.timefmt import parse_instant
+from collector.core.sources import SOURCES
+from collector.core.timefmt import parse_instant
 from devstack.azurite import Azurite
 from devstack.graph_simulator import Fault
 

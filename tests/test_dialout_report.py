@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from collector.cli import main
-from collector.timefmt import to_ticks
+from collector.core.timefmt import to_ticks
 from devstack.graph_simulator import Fault
 
 from .conftest import SECOND, Stack, data_rows, kill_after_write

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from collector.reports import RunReport
-from collector.runner import run_cycle
-from collector.settings import load_settings
-from collector.timefmt import parse_instant, parse_ticks
+from collector.core.settings import load_settings
+from collector.core.timefmt import parse_instant, parse_ticks
+from collector.observe.reports import RunReport
+from collector.run.runner import run_cycle
 from devstack.graph_simulator import Fault
 from devstack.proxy import ImmutableArchiveProxy
 

@@ -18,10 +18,10 @@ from azure.functions.timer import TimerRequest
 from azure.storage.queue import QueueServiceClient
 
 from collector.cli import main
-from collector.fanout import POISON, QUEUE, enqueue_tenants, tenant_message
-from collector.settings import load_settings
-from collector.timefmt import format_instant
-from collector.windows import floor_to_midnight
+from collector.core.settings import load_settings
+from collector.core.timefmt import format_instant
+from collector.core.windows import floor_to_midnight
+from collector.tenants.fanout import POISON, QUEUE, enqueue_tenants, tenant_message
 from devstack.azurite import Azurite
 from devstack.queue_host import trigger_message
 

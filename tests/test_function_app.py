@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from azure.functions.timer import TimerRequest
 
-from collector.fanout import QUEUE
-from collector.timefmt import format_instant
-from collector.windows import floor_to_midnight
+from collector.core.timefmt import format_instant
+from collector.core.windows import floor_to_midnight
+from collector.tenants.fanout import QUEUE
 from devstack.graph_simulator import Fault
 
 from .conftest import (

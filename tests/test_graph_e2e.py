@@ -8,15 +8,15 @@ from contextlib import aclosing
 import aiohttp
 import pytest
 
-from collector.auth import TokenProvider, credential_factory
-from collector.errors import GraphError
-from collector.graph import GraphClient, RequestStats, RetryPolicy, retry_after_seconds
-from collector.reports import RunReport
-from collector.runner import run_cycle
-from collector.settings import load_settings
-from collector.sources import SOURCES
-from collector.timefmt import parse_instant
-from collector.windows import Window
+from collector.core.auth import TokenProvider, credential_factory
+from collector.core.errors import GraphError
+from collector.core.settings import load_settings
+from collector.core.sources import SOURCES
+from collector.core.timefmt import parse_instant
+from collector.core.windows import Window
+from collector.graph.client import GraphClient, RequestStats, RetryPolicy, retry_after_seconds
+from collector.observe.reports import RunReport
+from collector.run.runner import run_cycle
 from devstack.graph_simulator import Fault
 
 from .conftest import Stack, assert_archive_matches

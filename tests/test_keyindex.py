@@ -7,7 +7,7 @@ import tracemalloc
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.keyindex import KeyIndex, Seen, _fingerprint
+from collector.core.keyindex import KeyIndex, Seen, _fingerprint
 
 rows = st.dictionaries(st.text(min_size=1, max_size=12), st.binary(max_size=8), max_size=60)
 

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from azure.storage.blob.aio import BlobServiceClient
 
-from collector.blobstore import BlobStore
-from collector.errors import StateConflictError
-from collector.lanes import Lane
-from collector.lease import SourceLease
-from collector.sources import SOURCES
-from collector.state import PROVISIONAL, Claim, SourceState
-from collector.windows import Window
+from collector.archive.blobstore import BlobStore
+from collector.archive.lease import SourceLease
+from collector.archive.state import PROVISIONAL, Claim, SourceState
+from collector.core.errors import StateConflictError
+from collector.core.lanes import Lane
+from collector.core.sources import SOURCES
+from collector.core.windows import Window
 from devstack.azurite import Azurite
 
 _names = itertools.count(1)

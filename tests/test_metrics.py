@@ -24,17 +24,17 @@ from opentelemetry.sdk.metrics.export import (
     NumberDataPoint,
 )
 
-from collector import metrics as names
 from collector.cli import main
-from collector.errors import ConfigError
-from collector.graph import RetryPolicy
-from collector.metrics import RunMetrics
-from collector.reports import RunReport, SourceReport, failed_in_a_row
-from collector.runner import run_cycle
-from collector.settings import load_settings
-from collector.telemetry import azure_monitor_provider, run_metrics
-from collector.timefmt import format_instant, parse_instant
-from collector.windows import floor_to_midnight
+from collector.core.errors import ConfigError
+from collector.core.settings import load_settings
+from collector.core.timefmt import format_instant, parse_instant
+from collector.core.windows import floor_to_midnight
+from collector.graph.client import RetryPolicy
+from collector.observe import metrics as names
+from collector.observe.metrics import RunMetrics
+from collector.observe.reports import RunReport, SourceReport, failed_in_a_row
+from collector.observe.telemetry import azure_monitor_provider, run_metrics
+from collector.run.runner import run_cycle
 from devstack.graph_simulator import Fault
 from devstack.identity import TokenAuthority
 from devstack.tls import self_signed_certificate

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from collector.pace import Pace
-from collector.windows import Window
+from collector.core.windows import Window
+from collector.graph.pace import Pace
 
 DAY0 = datetime(2026, 9, 1, tzinfo=UTC)
 

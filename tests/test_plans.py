@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from collector.plans import ProvisionalPlan, SettlePlan
+from collector.run.plans import ProvisionalPlan, SettlePlan
 
 DAY = datetime(2026, 8, 1, tzinfo=UTC)
 

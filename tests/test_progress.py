@@ -13,13 +13,13 @@ from collections import defaultdict
 
 import pytest
 
-from collector.pace import Pace
-from collector.progress import LogView, SourceProgress, needs
-from collector.reports import SourceReport
-from collector.runner import run_cycle
-from collector.settings import load_settings
-from collector.timefmt import parse_instant
-from collector.windows import Window, plan_windows
+from collector.core.settings import load_settings
+from collector.core.timefmt import parse_instant
+from collector.core.windows import Window, plan_windows
+from collector.graph.pace import Pace
+from collector.observe.progress import LogView, SourceProgress, needs
+from collector.observe.reports import SourceReport
+from collector.run.runner import run_cycle
 
 from .conftest import FIRST, ROOT, SECOND, Stack, run_async
 

@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from collector.cli import main
-from collector.health import AHEAD, EMPTY, EXPIRED, LEGEND, PROVISIONAL, SETTLED, day_marks
-from collector.windows import expiry_horizon, floor_to_midnight, may_have_expired
+from collector.core.windows import expiry_horizon, floor_to_midnight, may_have_expired
+from collector.observe.health import AHEAD, EMPTY, EXPIRED, LEGEND, PROVISIONAL, SETTLED, day_marks
 
 from .conftest import FIRST, SECOND, Stack
 

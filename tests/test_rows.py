@@ -9,10 +9,10 @@ from typing import Any
 import orjson
 import pytest
 
-from collector.errors import RowError
-from collector.rows import key_of_line, split_page
-from collector.sources import SOURCES
-from collector.windows import Window
+from collector.core.errors import RowError
+from collector.core.rows import key_of_line, split_page
+from collector.core.sources import SOURCES
+from collector.core.windows import Window
 
 DR = SOURCES["direct_routing"]
 WINDOW = Window(datetime(2026, 11, 20, tzinfo=UTC), datetime(2026, 11, 21, tzinfo=UTC))

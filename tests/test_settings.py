@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.errors import ConfigError
-from collector.settings import DEFAULTS, SETTING_NAMES, load_settings
+from collector.core.errors import ConfigError
+from collector.core.settings import DEFAULTS, SETTING_NAMES, load_settings
 
 from .conftest import Stack
 
@@ -68,8 +68,8 @@ def test_everything_set() -> None:
         ("GRAPH_TIMEOUT_SECONDS", "0", "from 1 to 600"),
         ("AZURE_CLIENT_ID", "my-identity", "GUID"),
         ("COLLECTOR_STORAGE", "nonsense", "connection string"),
-        ("ARCHIVE_DELETE_AFTER_DAYS", "36501", "from 1 to 36500"),
-        ("ARCHIVE_DELETE_AFTER_DAYS", "-1", "from 1 to 36500"),
+        ("ARCHIVE_DELETE_AFTER_DAYS", "36501", "from 5 "),
+        ("ARCHIVE_DELETE_AFTER_DAYS", "-1", "to 36500"),
         ("ARCHIVE_DELETE_AFTER_DAYS", "30d", "whole number of days"),
     ],
 )
@@ -89,9 +89,22 @@ def test_archive_retention_is_whole_days_and_unset_empty_or_0_mean_blobs_never_e
     assert load_settings(BASE).delete_after is None
     for never in ("", " ", "0"):
         assert load_settings({**BASE, "ARCHIVE_DELETE_AFTER_DAYS": never}).delete_after is None
-    for days in (1, 30, 36_500):
+    for days in (5, 30, 36_500):
         settings = load_settings({**BASE, "ARCHIVE_DELETE_AFTER_DAYS": f" {days} "})
         assert settings.delete_after == timedelta(days=days)
+
+
+def test_archive_retention_shorter_than_settling_is_refused() -> None:
+    # A day settles its lateness and lag after it ends: its first blobs must still be there
+    # (48 h + 60 min -> 3 days, and 2 days of slack: at least 5).
+    with pytest.raises(ConfigError, match="from 5 .*COLLECTOR_LATENESS_HOURS"):
+        load_settings({**BASE, "ARCHIVE_DELETE_AFTER_DAYS": "4"})
+    quick = {**BASE, "COLLECTOR_LATENESS_HOURS": "6", "COLLECTOR_LAG_MINUTES": "0"}
+    assert load_settings({**quick, "ARCHIVE_DELETE_AFTER_DAYS": "3"}).delete_after == (
+        timedelta(days=3)
+    )
+    with pytest.raises(ConfigError, match="from 3 "):
+        load_settings({**quick, "ARCHIVE_DELETE_AFTER_DAYS": "2"})
 
 
 def test_storage_is_required_and_unambiguous() -> None:

@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from collector.cli import main
-from collector.errors import ConfigError
-from collector.settings import load_settings
+from collector.core.errors import ConfigError
+from collector.core.settings import load_settings
 from devstack.directory import Directory
 from devstack.identity import TENANT_ID
 from devstack.synthetic import Tenant

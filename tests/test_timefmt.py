@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.errors import InstantParseError
-from collector.timefmt import (
+from collector.core.errors import InstantParseError
+from collector.core.timefmt import (
     compact_instant,
     format_instant,
     from_ticks,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from collector import watermarks
-from collector.state import PROVISIONAL, SETTLE, Claim, SourceState
-from collector.windows import Window
+from collector.archive.state import PROVISIONAL, SETTLE, Claim, SourceState
+from collector.core.windows import Window
+from collector.run import watermarks
 
 DAY = datetime(2026, 10, 20, tzinfo=UTC)
 

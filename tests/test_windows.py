@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.windows import (
+from collector.core.windows import (
     Window,
     balanced_days,
     floor_to_midnight,

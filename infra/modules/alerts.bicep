@@ -1,5 +1,5 @@
 // Alerts in Application Insights: on the timer's invocations (silence, repeated failures) and
-// on the metrics each source's run exports (collector/metrics.py): watermark lag, a day left
+// on the metrics each source's run exports (collector/observe/metrics.py): watermark lag, a day left
 // unsettled, failed runs in a row.
 param appInsightsId string
 param functionAppName string

@@ -72,7 +72,7 @@ resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-0
 }
 
 // Multi-tenant mode: the timer queues one message per tenant here and collect_tenant reads
-// them (collector/fanout.py QUEUE); the host makes its -poison queue itself. Harmless empty
+// them (collector/tenants/fanout.py QUEUE); the host makes its -poison queue itself. Harmless empty
 // in single-tenant mode.
 resource tenantQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
   parent: queueService

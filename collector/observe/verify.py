@@ -18,15 +18,21 @@ from datetime import date, datetime
 import orjson
 from azure.core.exceptions import ResourceNotFoundError
 
-from .blobstore import BlobStore, open_store
-from .errors import RowError
-from .keyindex import KeyIndex
-from .lanes import Lane
-from .layout import day_prefix, is_collector_blob, manifest_day, manifest_name, manifest_prefix
-from .rows import event_ticks, row_key
-from .settings import Settings
-from .timefmt import utc_date_of_ticks
-from .windows import expiry_horizon
+from ..archive.blobstore import BlobStore, open_store
+from ..archive.layout import (
+    day_prefix,
+    is_collector_blob,
+    manifest_day,
+    manifest_name,
+    manifest_prefix,
+)
+from ..core.errors import RowError
+from ..core.keyindex import KeyIndex
+from ..core.lanes import Lane
+from ..core.rows import event_ticks, row_key
+from ..core.settings import Settings
+from ..core.timefmt import utc_date_of_ticks
+from ..core.windows import expiry_horizon
 
 
 @dataclass

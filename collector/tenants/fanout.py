@@ -25,9 +25,9 @@ from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFo
 from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 
-from .auth import credential_factory
-from .errors import ConfigError
-from .settings import QueueTarget, Settings, is_tenant_id
+from ..core.auth import credential_factory
+from ..core.errors import ConfigError
+from ..core.settings import QueueTarget, Settings, is_tenant_id
 
 log = logging.getLogger("collector")
 

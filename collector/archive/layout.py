@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from .lanes import Lane
-from .windows import Window
+from ..core.lanes import Lane
+from ..core.windows import Window
 
 STATE_PREFIX = "_state/"
 MANIFEST_PREFIX = "_manifests/"

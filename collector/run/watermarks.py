@@ -12,8 +12,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from .state import PROVISIONAL, SETTLE, Claim, SourceState
-from .windows import Window, floor_to_midnight
+from ..archive.state import PROVISIONAL, SETTLE, Claim, SourceState
+from ..core.windows import Window, floor_to_midnight
 
 
 def begin(state: SourceState, start: datetime, horizon: datetime | None) -> dict[str, Any]:

@@ -19,9 +19,9 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobBlock, ContentSettings
 from azure.storage.blob.aio import BlobClient, BlobServiceClient, ContainerClient
 
-from .auth import CredentialFactory, credential_factory
-from .errors import StateConflictError
-from .settings import StorageTarget
+from ..core.auth import CredentialFactory, credential_factory
+from ..core.errors import StateConflictError
+from ..core.settings import StorageTarget
 
 BLOCK_SIZE = 2 * 1024 * 1024
 """Bytes buffered before a block is staged: memory per open blob stays below this."""

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 
 from opentelemetry.metrics import NoOpMeterProvider
 
-from .auth import in_azure
-from .errors import ConfigError
+from ..core.auth import in_azure
+from ..core.errors import ConfigError
 from .metrics import RunMetrics
 
 if TYPE_CHECKING:

@@ -17,9 +17,9 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from .pace import Pace
-from .reports import SourceReport
-from .windows import Window
+from ..core.windows import Window
+from ..graph.pace import Pace
+from ..observe.reports import SourceReport
 
 log = logging.getLogger("collector")
 

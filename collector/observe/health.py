@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from .errors import InstantParseError
-from .lanes import Lane
-from .state import SourceState
-from .timefmt import format_instant, parse_instant
+from ..archive.state import SourceState
+from ..core.errors import InstantParseError
+from ..core.lanes import Lane
+from ..core.timefmt import format_instant, parse_instant
 
 SETTLED, PROVISIONAL, EMPTY, AHEAD, EXPIRED = "S", "p", ".", "-", "x"
 """One character a day: final (manifest written), archived but still provisional, read with

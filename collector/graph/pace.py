@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
-from .windows import Window
+from ..core.windows import Window
 
 PAGE_ROWS = 1000
 """Rows in a full Graph page."""

@@ -30,28 +30,33 @@ from typing import Any
 import aiohttp
 from azure.core.exceptions import AzureError
 
+from ..archive.blobstore import BlobStore, open_store
+from ..archive.layout import last_run_name, part_blob_name, state_blob_name
+from ..archive.lease import SourceLease
+from ..archive.partitions import CommittedBlob
+from ..archive.state import PROVISIONAL, SETTLE, Claim, SourceState, StateBlob, state_from_document
+from ..core.auth import (
+    CredentialFactory,
+    TokenProvider,
+    credential_factory,
+    tenant_credential_factory,
+)
+from ..core.errors import CollectorError, ConfigError, StateConflictError
+from ..core.lanes import Lane, lanes, tenant_lanes
+from ..core.settings import Settings, check_start
+from ..core.timefmt import format_instant
+from ..core.windows import Window, run_bounds
+from ..graph.budget import RequestBudget
+from ..graph.client import GraphClient, RetryPolicy, send_tracing
+from ..graph.pace import Pace
+from ..observe.metrics import RunMetrics
+from ..observe.progress import LogView, SourceProgress, View
+from ..observe.reports import RunReport, SourceReport, failed_in_a_row
 from . import watermarks
-from .auth import CredentialFactory, TokenProvider, credential_factory, tenant_credential_factory
-from .blobstore import BlobStore, open_store
-from .budget import RequestBudget
-from .errors import CollectorError, ConfigError, StateConflictError
-from .graph import GraphClient, RetryPolicy, send_tracing
-from .lanes import Lane, lanes, tenant_lanes
-from .layout import last_run_name, part_blob_name, state_blob_name
-from .lease import SourceLease
-from .metrics import RunMetrics
-from .pace import Pace
-from .partitions import CommittedBlob
 from .plans import ProvisionalPlan, SettlePlan
-from .progress import LogView, SourceProgress, View
 from .reading import WindowReader
-from .reports import RunReport, SourceReport, failed_in_a_row
 from .scheduler import Deadlines, Scheduler
-from .settings import Settings, check_start
 from .settling import Settlement
-from .state import PROVISIONAL, SETTLE, Claim, SourceState, StateBlob, state_from_document
-from .timefmt import format_instant
-from .windows import Window, run_bounds
 
 log = logging.getLogger("collector")
 

@@ -10,22 +10,22 @@ from contextlib import aclosing
 from datetime import date
 from typing import Any
 
-from .blobstore import BlobStore
-from .errors import GraphDataError, RowError
-from .graph import GraphClient
-from .lanes import Lane
-from .pace import Pace
-from .partitions import (
+from ..archive.blobstore import BlobStore
+from ..archive.partitions import (
     BUFFER_LIMIT,
     MIN_WINDOW_BUFFER,
     SOURCE_BUFFER_LIMIT,
     CommittedBlob,
     PartitionWriter,
 )
-from .reports import SourceReport
-from .rows import split_page
-from .timefmt import format_instant
-from .windows import Window
+from ..core.errors import GraphDataError, RowError
+from ..core.lanes import Lane
+from ..core.rows import split_page
+from ..core.timefmt import format_instant
+from ..core.windows import Window
+from ..graph.client import GraphClient
+from ..graph.pace import Pace
+from ..observe.reports import SourceReport
 
 log = logging.getLogger("collector")
 

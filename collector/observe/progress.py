@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import IO, Protocol
 
-from .pace import PAGE_ROWS, Pace, days_long
+from ..core.sources import SOURCES
+from ..core.windows import Window
+from ..graph.pace import PAGE_ROWS, Pace, days_long
 from .reports import SourceReport
-from .sources import SOURCES
-from .windows import Window
 
 log = logging.getLogger("collector")
 

@@ -5,15 +5,21 @@ from __future__ import annotations
 import asyncio
 from datetime import date, datetime, timedelta
 
-from .auth import consent_url
-from .blobstore import BlobStore, open_store
-from .fanout import POISON, poisoned
+from ..archive.blobstore import BlobStore, open_store
+from ..archive.layout import (
+    day_prefix,
+    last_run_name,
+    manifest_day,
+    manifest_prefix,
+    state_blob_name,
+)
+from ..archive.state import state_from_document
+from ..core.auth import consent_url
+from ..core.lanes import Lane
+from ..core.settings import Settings
+from ..core.windows import expiry_horizon, usual_lag
+from ..tenants.fanout import POISON, poisoned
 from .health import SourceHealth, day_marks, judge
-from .lanes import Lane
-from .layout import day_prefix, last_run_name, manifest_day, manifest_prefix, state_blob_name
-from .settings import Settings
-from .state import state_from_document
-from .windows import expiry_horizon, usual_lag
 
 SLACK = timedelta(seconds=2)
 STALE_AFTER = timedelta(hours=3)

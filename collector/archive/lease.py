@@ -16,11 +16,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from ..core.errors import SourceBusyError, StateConflictError
+from ..core.lanes import Lane
+from ..core.timefmt import format_instant
 from .blobstore import BlobStore
-from .errors import SourceBusyError, StateConflictError
-from .lanes import Lane
 from .state import SourceState, StateBlob
-from .timefmt import format_instant
 
 log = logging.getLogger("collector.lease")
 

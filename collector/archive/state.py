@@ -19,12 +19,12 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from ..core.errors import StateConflictError
+from ..core.lanes import Lane
+from ..core.timefmt import format_instant, parse_instant
+from ..core.windows import Window
 from .blobstore import BlobStore
-from .errors import StateConflictError
-from .lanes import Lane
 from .layout import state_blob_name
-from .timefmt import format_instant, parse_instant
-from .windows import Window
 
 PROVISIONAL = "provisional"
 SETTLE = "settle"

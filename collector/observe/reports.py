@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from .graph import RequestStats
-from .timefmt import format_instant
+from ..core.timefmt import format_instant
+from ..graph.client import RequestStats
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from .windows import (
+from ..core.windows import (
     SETTLE_MAX_DAYS,
     Window,
     balanced_days,

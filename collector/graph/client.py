@@ -20,12 +20,12 @@ import aiohttp
 import orjson
 from yarl import URL
 
-from .auth import TokenProvider
+from ..core.auth import TokenProvider
+from ..core.errors import GraphDataError, GraphError, GraphUnavailableError, PagingError
+from ..core.sources import Source
+from ..core.timefmt import format_instant
+from ..core.windows import Window
 from .budget import RequestBudget
-from .errors import GraphDataError, GraphError, GraphUnavailableError, PagingError
-from .sources import Source
-from .timefmt import format_instant
-from .windows import Window
 
 log = logging.getLogger("collector.graph")
 

@@ -13,8 +13,8 @@ from datetime import datetime
 
 from opentelemetry.metrics import Meter, MeterProvider, get_meter_provider
 
+from ..core.sources import SOURCES
 from .reports import SourceReport
-from .sources import SOURCES
 
 METER = "collector"
 

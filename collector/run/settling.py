@@ -15,20 +15,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from .blobstore import BlobStore
-from .keyindex import KeyIndex, Seen
-from .lanes import Lane
-from .layout import (
+from ..archive.blobstore import BlobStore
+from ..archive.layout import (
     day_prefix,
     is_collector_blob,
     manifest_name,
     part_blob_name,
     settle_blob_name,
 )
-from .partitions import CommittedBlob
-from .rows import key_of_line
-from .timefmt import format_instant
-from .windows import Window, window_days
+from ..archive.partitions import CommittedBlob
+from ..core.keyindex import KeyIndex, Seen
+from ..core.lanes import Lane
+from ..core.rows import key_of_line
+from ..core.timefmt import format_instant
+from ..core.windows import Window, window_days
 
 log = logging.getLogger("collector")
 

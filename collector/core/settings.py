@@ -356,6 +356,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     identity = _guid("AZURE_CLIENT_ID", _get(env, "AZURE_CLIENT_ID"))
     tenants, app = _tenants(env, identity)
     sources = _sources(_get(env, "COLLECTOR_SOURCES"))
+    lag = timedelta(
+        minutes=_int("COLLECTOR_LAG_MINUTES", _get(env, "COLLECTOR_LAG_MINUTES"), 0, 10_080)
+    )
+    lateness = _lateness(_get(env, "COLLECTOR_LATENESS_HOURS"), sources)
     return Settings(
         graph_endpoint=_endpoint("GRAPH_ENDPOINT", _get(env, "GRAPH_ENDPOINT"), allow_path=False),
         graph_timeout=float(
@@ -366,11 +370,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         storage=_storage(env),
         container=_container(_get(env, "COLLECTOR_CONTAINER")),
         start=_start(_get(env, "COLLECTOR_START")),
-        lag=timedelta(
-            minutes=_int("COLLECTOR_LAG_MINUTES", _get(env, "COLLECTOR_LAG_MINUTES"), 0, 10_080)
-        ),
+        lag=lag,
         schedule=_schedule(_get(env, "COLLECTOR_SCHEDULE")),
-        lateness=_lateness(_get(env, "COLLECTOR_LATENESS_HOURS"), sources),
+        lateness=lateness,
         time_budget=float(
             _int(
                 "COLLECTOR_TIME_BUDGET_SECONDS",
@@ -398,7 +400,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         app_client_id=app,
         authority=authority_url(env),
         queue=_queue(env),
-        delete_after=_delete_after(_get(env, "ARCHIVE_DELETE_AFTER_DAYS")),
+        delete_after=_delete_after(_get(env, "ARCHIVE_DELETE_AFTER_DAYS"), lateness + lag),
     )
 
 
@@ -406,14 +408,24 @@ MAX_DELETE_AFTER_DAYS = 36_500
 """Longest retention the setting accepts (100 years; Storage lifecycle allows far more)."""
 
 
-def _delete_after(raw: str | None) -> timedelta | None:
+def shortest_retention_days(settle_delay: timedelta) -> int:
+    """The fewest ``ARCHIVE_DELETE_AFTER_DAYS`` that let a day settle before its first blobs
+    expire: its lateness and lag after it ends, and two days' slack (the day itself, and the
+    lifecycle rule's daily pass). A shorter one would have the settle pass miss the deleted
+    blobs and fetch their rows from Graph again: expired data back for another term."""
+    return -(-settle_delay // timedelta(days=1)) + 2
+
+
+def _delete_after(raw: str | None, settle_delay: timedelta) -> timedelta | None:
     """``ARCHIVE_DELETE_AFTER_DAYS``: the same name and value as the azd variable that sets up
     the lifecycle rule, so one number drives both the deletion and what reports expect."""
     if raw is None:
         return None
+    shortest = shortest_retention_days(settle_delay)
     allowed = (
-        f"a whole number of days from 1 to {MAX_DELETE_AFTER_DAYS}, "
-        "or 0 or empty when blobs never expire"
+        f"a whole number of days from {shortest} (COLLECTOR_LATENESS_HOURS + "
+        f"COLLECTOR_LAG_MINUTES + 2 days, so every day settles before it expires) to "
+        f"{MAX_DELETE_AFTER_DAYS}, or 0 or empty when blobs never expire"
     )
     try:
         days = int(raw)
@@ -421,7 +433,7 @@ def _delete_after(raw: str | None) -> timedelta | None:
         raise ConfigError("ARCHIVE_DELETE_AFTER_DAYS", raw, allowed) from None
     if days == 0:
         return None
-    if not 1 <= days <= MAX_DELETE_AFTER_DAYS:
+    if not shortest <= days <= MAX_DELETE_AFTER_DAYS:
         raise ConfigError("ARCHIVE_DELETE_AFTER_DAYS", raw, allowed)
     return timedelta(days=days)
 

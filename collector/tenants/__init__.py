@@ -1,0 +1,2 @@
+"""Many tenants: the timer's fan-out of one queue message per customer tenant, and the poison
+queue. Imports only ``core``."""
