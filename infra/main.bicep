@@ -97,6 +97,9 @@ param appSubnetPrefix string = '10.0.0.0/24'
 @description('Private networking: the subnet of the private endpoints.')
 param privateEndpointSubnetPrefix string = '10.0.1.0/24'
 
+@description('Private networking: DNS servers of the network, comma-separated (a hub\'s DNS resolver, needed with existing zones, which answer only networks linked to them); empty: Azure\'s own DNS.')
+param vnetDnsServers string = ''
+
 @description('Private networking: resource id of an existing privatelink.blob zone (landing zones keep DNS central); empty: one is created.')
 param privateDnsZoneIdBlob string = ''
 
@@ -182,7 +185,7 @@ var tags = { 'azd-env-name': environmentName }
 var functionAppName = 'func-calllogs-${token}'
 var hostStorageName = 'sthost${take(token, 18)}'
 var archiveStorageName = 'stcalllogs${take(token, 13)}'
-// Every source of collector/sources.py (tests/test_infra.py holds the two in step): the
+// Every source of collector/core/sources.py (tests/test_infra.py holds the two in step): the
 // folders the archive's retention rules act on, configured or not.
 var allSources = [
   'sms'
@@ -191,9 +194,10 @@ var allSources = [
   'pstn_blocked_users'
   'pstn_dialout_report'
 ]
-var archiveReaders = (archiveReaderIds == 'none') ? [] : (empty(archiveReaderIds) ? (empty(principalId) ? [] : [
+// The preprovision hook refuses empty entries; union() drops an id given twice.
+var archiveReaders = (toLower(archiveReaderIds) == 'none') ? [] : (empty(archiveReaderIds) ? (empty(principalId) ? [] : [
   principalId
-]) : split(replace(archiveReaderIds, ' ', ''), ','))
+]) : union([], split(toLower(replace(archiveReaderIds, ' ', '')), ',')))
 var deploymentContainerName = 'app-package-${take(token, 12)}'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -254,6 +258,7 @@ module network 'modules/network.bicep' = if (vnetEnabled) {
     addressPrefix: vnetAddressPrefix
     appSubnetPrefix: appSubnetPrefix
     privateEndpointSubnetPrefix: privateEndpointSubnetPrefix
+    dnsServers: empty(vnetDnsServers) ? [] : split(replace(vnetDnsServers, ' ', ''), ',')
     storageEndpoints: [
       {
         accountName: hostStorage.outputs.name
@@ -345,7 +350,7 @@ module function 'modules/function.bicep' = {
     deploymentContainerName: deploymentContainerName
     appInsightsConnectionString: monitoring.outputs.connectionString
     appSubnetId: vnetEnabled ? network.outputs.appSubnetId : ''
-    // Every setting the collector reads (collector/settings.py SETTING_NAMES) is set here
+    // Every setting the collector reads (collector/core/settings.py SETTING_NAMES) is set here
     // or has a default in the code; tests/test_infra.py keeps the two in step.
     collectorSettings: {
       GRAPH_ENDPOINT: graphEndpoint

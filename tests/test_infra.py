@@ -14,12 +14,13 @@ import pathspec
 import pytest
 from pycep import BicepParser
 
-from collector import layout, metrics, telemetry
-from collector.fanout import QUEUE
-from collector.lanes import Lane
-from collector.metrics import FAILED_RUNS_IN_A_ROW, SETTLED_LAG, WATERMARK_LAG
-from collector.settings import DEFAULTS, OPTIONAL_SETTINGS, SETTING_NAMES
-from collector.sources import SOURCES
+from collector.archive import layout
+from collector.core.lanes import Lane
+from collector.core.settings import DEFAULTS, OPTIONAL_SETTINGS, SETTING_NAMES
+from collector.core.sources import SOURCES
+from collector.observe import metrics, telemetry
+from collector.observe.metrics import FAILED_RUNS_IN_A_ROW, SETTLED_LAG, WATERMARK_LAG
+from collector.tenants.fanout import QUEUE
 from devstack import bicep_modes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -194,11 +195,14 @@ def test_archive_readers_default_to_the_deployer_and_can_be_none() -> None:
     main = template("main.bicep")
     assert main["modules"]["rbac"]["config"]["params"]["archiveReaderIds"] == "archiveReaders"
     text = (INFRA / "main.bicep").read_text()
+    text = (INFRA / "main.bicep").read_text()
     assert (
-        "var archiveReaders = (archiveReaderIds == 'none') ? [] : (empty(archiveReaderIds) ? "
-        "(empty(principalId) ? [] : [\n  principalId\n]) : "
-        "split(replace(archiveReaderIds, ' ', ''), ','))" in text
+        "var archiveReaders = (toLower(archiveReaderIds) == 'none') ? [] : "
+        "(empty(archiveReaderIds) ? (empty(principalId) ? [] : [\n  principalId\n]) : "
+        "union([], split(toLower(replace(archiveReaderIds, ' ', '')), ',')))" in text
     )
+    hook = (INFRA / "hooks" / "preprovision.sh").read_text()
+    assert "ARCHIVE_READER_IDS" in hook  # the hook refuses what the union cannot mend
     mapped = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
     assert mapped["principalId"]["value"] == "${AZURE_PRINCIPAL_ID=}"  # azd: the deployer
     assert mapped["archiveReaderIds"]["value"] == "${ARCHIVE_READER_IDS=}"

@@ -107,6 +107,49 @@ def registers(calls: list[str]) -> list[str]:
             id="app-subnet-without-length",
         ),
         pytest.param(
+            {"ARCHIVE_DELETE_AFTER_DAYS": "4"},
+            ["ARCHIVE_DELETE_AFTER_DAYS=4 is shorter than 5 days", "COLLECTOR_LATENESS_HOURS"],
+            id="delete-before-settling",
+        ),
+        pytest.param(
+            {"ARCHIVE_READER_IDS": "alice@contoso.com"},
+            ["ARCHIVE_READER_IDS='alice@contoso.com'", "GUIDs"],
+            id="reader-not-an-id",
+        ),
+        pytest.param(
+            {
+                "ARCHIVE_READER_IDS": "11111111-2222-3333-4444-555555555555,,aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+            },
+            ["empty entry"],
+            id="reader-empty-entry",
+        ),
+        pytest.param(
+            {
+                "ARCHIVE_READER_IDS": "11111111-2222-3333-4444-555555555555,11111111-2222-3333-4444-555555555555"
+            },
+            ["each once"],
+            id="reader-twice",
+        ),
+        pytest.param(
+            {"PRIVATE_DNS_ZONE_ID_BLOB": "/subscriptions/s/resourceGroups/hub/providers/x"},
+            ["VNET_DNS_SERVERS is empty", "peered"],
+            id="hub-zones-without-hub-dns",
+        ),
+        pytest.param(
+            {"VNET_ADDRESS_PREFIX": "10.20.0.0/16"},
+            ["APP_SUBNET_PREFIX='10.0.0.0/24' is not inside VNET_ADDRESS_PREFIX='10.20.0.0/16'"],
+            id="subnets-outside-a-changed-network",
+        ),
+        pytest.param(
+            {
+                "VNET_ADDRESS_PREFIX": "10.20.0.0/16",
+                "APP_SUBNET_PREFIX": "10.20.0.0/24",
+                "PRIVATE_ENDPOINT_SUBNET_PREFIX": "10.21.1.0/24",
+            },
+            ["PRIVATE_ENDPOINT_SUBNET_PREFIX='10.21.1.0/24' is not inside"],
+            id="endpoint-subnet-outside",
+        ),
+        pytest.param(
             {"ARCHIVE_IMMUTABILITY_LOCKED": "ture"},
             ["ARCHIVE_IMMUTABILITY_LOCKED='ture'"],
             id="lock-typo",
@@ -146,8 +189,37 @@ def test_a_bad_setting_is_refused_before_anything_is_called(
             id="leading-zeros",
         ),
         pytest.param({"VNET_ENABLED": "True", "ARCHIVE_IMMUTABILITY_LOCKED": "FALSE"}, id="case"),
-        pytest.param({"APP_SUBNET_PREFIX": "10.1.0.0/27"}, id="app-subnet-27"),
-        pytest.param({"APP_SUBNET_PREFIX": "10.1.0.0/16"}, id="app-subnet-16"),
+        pytest.param(
+            {
+                "VNET_ADDRESS_PREFIX": "10.1.0.0/16",
+                "APP_SUBNET_PREFIX": "10.1.0.0/27",
+                "PRIVATE_ENDPOINT_SUBNET_PREFIX": "10.1.1.0/24",
+            },
+            id="app-subnet-27",
+        ),
+        pytest.param(
+            {
+                "COLLECTOR_LATENESS_HOURS": "6",
+                "COLLECTOR_LAG_MINUTES": "0",
+                "ARCHIVE_DELETE_AFTER_DAYS": "3",
+            },
+            id="short-retention-with-short-lateness",
+        ),
+        pytest.param({"ARCHIVE_READER_IDS": "NONE"}, id="readers-none"),
+        pytest.param(
+            {
+                "ARCHIVE_READER_IDS": "11111111-2222-3333-4444-555555555555, aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+            },
+            id="readers-two",
+        ),
+        pytest.param(
+            {"PRIVATE_DNS_ZONE_ID_BLOB": "/subscriptions/s/x", "VNET_DNS_SERVERS": "10.0.0.4"},
+            id="hub-zones-with-hub-dns",
+        ),
+        pytest.param(
+            {"VNET_ADDRESS_PREFIX": "10.0.0.0/8", "APP_SUBNET_PREFIX": "10.1.0.0/16"},
+            id="app-subnet-16",
+        ),
     ],
 )
 def test_good_settings_pass_on_to_the_providers(tmp_path: Path, env: dict[str, str]) -> None:

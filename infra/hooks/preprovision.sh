@@ -74,6 +74,23 @@ if [ "$delete" -gt 0 ] && [ "$delete" -lt "$immutability" ]; then
         "Set ARCHIVE_DELETE_AFTER_DAYS to $immutability or more, or to 0 (never delete):" \
         "  azd env set ARCHIVE_DELETE_AFTER_DAYS $immutability"
 fi
+# A day settles its lateness and lag after it ends; its first blobs must still be there then,
+# or the settle pass fetches their rows from Graph again (collector/core/settings.py
+# shortest_retention_days says the same to the app).
+lateness_hours=$(value COLLECTOR_LATENESS_HOURS)
+lag_minutes=$(value COLLECTOR_LAG_MINUTES)
+case "${lateness_hours:-48}${lag_minutes:-60}" in
+    *[!0-9]*) ;;  # the app refuses these itself, naming them
+    *)
+        shortest=$(( (${lateness_hours:-48} * 60 + ${lag_minutes:-60} + 1439) / 1440 + 2 ))
+        if [ "$delete" -gt 0 ] && [ "$delete" -lt "$shortest" ]; then
+            refuse "ARCHIVE_DELETE_AFTER_DAYS=$delete is shorter than $shortest days: a day is settled COLLECTOR_LATENESS_HOURS" \
+                "(${lateness_hours:-48}) + COLLECTOR_LAG_MINUTES (${lag_minutes:-60}) after it ends, and its blobs must still be" \
+                "there then (plus 2 days of slack), or expired rows would be read from Graph again." \
+                "  azd env set ARCHIVE_DELETE_AFTER_DAYS $shortest"
+        fi
+        ;;
+esac
 if [ "$delete" -gt 0 ] && [ "$cool" -gt 0 ] && [ "$delete" -le "$cool" ]; then
     refuse "ARCHIVE_DELETE_AFTER_DAYS=$delete is not later than ARCHIVE_COOL_AFTER_DAYS=$cool:" \
         "blobs would be deleted before they move to the cool tier, so tiering them is pointless." \
@@ -90,6 +107,71 @@ for name in VNET_ENABLED ARCHIVE_IMMUTABILITY_LOCKED; do
                 "Fix it with 'azd env set $name true' (or false), then run azd again."
             ;;
     esac
+done
+
+# Operators given read access: 'none', or object ids (GUIDs) separated by commas. An empty
+# entry or an id twice would fail the deployment half-way (a role assignment without a
+# principal; the same assignment twice).
+readers=$(value ARCHIVE_READER_IDS | tr -d ' ')
+case "$(printf '%s' "$readers" | tr '[:upper:]' '[:lower:]')" in
+    '' | none) ;;
+    *)
+        guid='^[0-9a-fA-F]\{8\}-[0-9a-fA-F]\{4\}-[0-9a-fA-F]\{4\}-[0-9a-fA-F]\{4\}-[0-9a-fA-F]\{12\}$'
+        bad=$(printf '%s\n' "$readers" | tr ',' '\n' | grep -v "$guid")
+        twice=$(printf '%s\n' "$readers" | tr ',' '\n' | tr '[:upper:]' '[:lower:]' | sort | uniq -d)
+        if [ -n "$bad" ] || [ -z "$(printf '%s' "$readers" | tr -d ',')" ] || [ -n "$twice" ]; then
+            refuse "ARCHIVE_READER_IDS='$readers' is not valid: Entra object ids (GUIDs) separated by commas, each once, or none." \
+                "  azd env set ARCHIVE_READER_IDS \"<object id>,<object id>\"   (az ad user show --id <name> --query id -o tsv)"
+        fi
+        case "$readers" in
+            ,* | *, | *,,*)
+                refuse "ARCHIVE_READER_IDS='$readers' has an empty entry: object ids separated by single commas." ;;
+        esac
+        ;;
+esac
+
+# Zones kept in a hub answer only networks linked to them, and this network is not: it must
+# ask the hub's DNS resolver (VNET_DNS_SERVERS) and be peered to the hub.
+zones_given=$(value PRIVATE_DNS_ZONE_ID_BLOB)$(value PRIVATE_DNS_ZONE_ID_QUEUE)$(value PRIVATE_DNS_ZONE_ID_TABLE)
+if [ -n "$zones_given" ] && [ -z "$(value VNET_DNS_SERVERS)" ]; then
+    refuse "PRIVATE_DNS_ZONE_ID_* name existing private DNS zones, but VNET_DNS_SERVERS is empty." \
+        "Zones kept in a hub resolve only for networks linked to them; this network must use the hub's" \
+        "DNS resolver (and be peered to the hub), or the app would reach storage's refused public address:" \
+        "  azd env set VNET_DNS_SERVERS <resolver ip>[,<resolver ip>]"
+fi
+
+# The subnets must lie inside the network's address space (a VNET_ADDRESS_PREFIX changed
+# alone would leave the default subnets outside it, failing half-way).
+vnet=$(value VNET_ADDRESS_PREFIX)
+for name in APP_SUBNET_PREFIX PRIVATE_ENDPOINT_SUBNET_PREFIX; do
+    range=$(value "$name")
+    case "$name" in
+        APP_SUBNET_PREFIX) range=${range:-10.0.0.0/24} ;;
+        *) range=${range:-10.0.1.0/24} ;;
+    esac
+    if ! awk -v net="${vnet:-10.0.0.0/16}" -v inner="$range" '
+        function parse(cidr, out,   parts, octets, i) {
+            if (split(cidr, parts, "/") != 2 || parts[2] !~ /^[0-9]+$/ || parts[2] > 32) return 0
+            if (split(parts[1], octets, ".") != 4) return 0
+            out["ip"] = 0
+            for (i = 1; i <= 4; i++) {
+                if (octets[i] !~ /^[0-9]+$/ || octets[i] > 255) return 0
+                out["ip"] = out["ip"] * 256 + octets[i]
+            }
+            out["bits"] = parts[2]
+            return 1
+        }
+        BEGIN {
+            if (!parse(net, n) || !parse(inner, s)) exit 1
+            size = 2 ^ (32 - n["bits"])
+            start = n["ip"] - n["ip"] % size
+            exit !(s["bits"] >= n["bits"] && s["ip"] >= start && s["ip"] < start + size)
+        }'; then
+        refuse "$name='$range' is not inside VNET_ADDRESS_PREFIX='${vnet:-10.0.0.0/16}' (or one of them is not an address range)." \
+            "Set both subnets inside the network's space, e.g. for 10.20.0.0/16:" \
+            "  azd env set APP_SUBNET_PREFIX 10.20.0.0/24" \
+            "  azd env set PRIVATE_ENDPOINT_SUBNET_PREFIX 10.20.1.0/24"
+    fi
 done
 
 # Flex Consumption's VNet integration needs an app subnet of /27 or larger; a smaller one

@@ -11,6 +11,8 @@ param addressPrefix string
 param appSubnetPrefix string
 @description('The subnet the private endpoints take their addresses from.')
 param privateEndpointSubnetPrefix string
+@description('DNS servers of the network (a hub\'s resolver, which can answer from zones linked to the hub); empty: Azure\'s own DNS, which answers from zones linked to this network.')
+param dnsServers array
 @description('Storage endpoints to reach privately: objects { accountName, service } with service blob, queue or table.')
 param storageEndpoints array
 @description('Existing private DNS zones by service ({ blob, queue, table }: resource ids; an empty one is created here and linked to the network). Landing zones keep DNS central and pass theirs in.')
@@ -57,6 +59,9 @@ resource vnet 'Microsoft.Network/virtualNetworks@2025-09-01' = {
       addressPrefixes: [
         addressPrefix
       ]
+    }
+    dhcpOptions: empty(dnsServers) ? null : {
+      dnsServers: dnsServers
     }
     subnets: [
       {
