@@ -97,7 +97,7 @@ def test_archive_retention_is_whole_days_and_unset_empty_or_0_mean_blobs_never_e
 def test_archive_retention_shorter_than_settling_is_refused() -> None:
     # A day settles its lateness and lag after it ends: its first blobs must still be there
     # (48 h + 60 min -> 3 days, and 2 days of slack: at least 5).
-    with pytest.raises(ConfigError, match="from 5 .*COLLECTOR_LATENESS_HOURS"):
+    with pytest.raises(ConfigError, match=r"from 5 .*COLLECTOR_LATENESS_HOURS"):
         load_settings({**BASE, "ARCHIVE_DELETE_AFTER_DAYS": "4"})
     quick = {**BASE, "COLLECTOR_LATENESS_HOURS": "6", "COLLECTOR_LAG_MINUTES": "0"}
     assert load_settings({**quick, "ARCHIVE_DELETE_AFTER_DAYS": "3"}).delete_after == (
