@@ -9,7 +9,7 @@ CHECKOV_VENV := .venv-checkov
 
 BENCH_VENV := .venv-bench
 
-.PHONY: demo test lint typecheck checkov stack bench clean
+.PHONY: demo test venv lint typecheck checkov stack bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
@@ -34,6 +34,9 @@ $(BENCH_VENV)/.installed: benchmarks/requirements-peers.txt requirements.txt
 # Figures, not a test: the collector against Graph's limits and against the usual alternatives.
 bench: $(VENV)/.installed node_modules/.installed $(BENCH_VENV)/.installed
 	$(PY) benchmarks/bench.py
+
+# The virtual environment alone, for python -m collector status / verify against Azure.
+venv: $(VENV)/.installed
 
 demo: $(VENV)/.installed node_modules/.installed
 	$(PY) -m devstack demo
