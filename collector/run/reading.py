@@ -1,11 +1,12 @@
 """Reading one window from Graph into blobs: page by page, one blob per event date, each
-committed whole and only if no blob of its name exists yet."""
+committed whole and only if no blob of its name exists yet. A source whose listed rows are
+summaries (call records) has each row read whole first, several side by side."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from datetime import date
 from typing import Any
@@ -18,12 +19,12 @@ from ..archive.partitions import (
     CommittedBlob,
     PartitionWriter,
 )
-from ..core.errors import GraphDataError, RowError
+from ..core.errors import GraphDataError, GraphError, RowError
 from ..core.lanes import Lane
-from ..core.rows import split_page
+from ..core.rows import row_key, split_page
 from ..core.timefmt import format_instant
 from ..core.windows import Window
-from ..graph.client import GraphClient
+from ..graph.client import GraphClient, Page
 from ..graph.pace import Pace
 from ..observe.reports import SourceReport
 
@@ -31,6 +32,10 @@ log = logging.getLogger("collector")
 
 RowFilter = Callable[[date, list[str], list[bytes]], list[bytes]]
 """Given a day, its rows' keys and JSONL lines from one page, the lines to write."""
+ROWS_IN_FLIGHT = 8
+"""Listed rows of one window read whole at once: enough to keep the request budget busy
+(each row's pages come one after another), few enough that memory holds only that many
+rows (a large meeting's record is megabytes) before they are written."""
 
 
 class WindowReader:
@@ -127,45 +132,99 @@ class WindowReader:
                 return 0
             page = await first
             while page is not None:
-                try:
-                    split = split_page(source, window, page.rows, seen)
-                except RowError as exc:
-                    raise GraphDataError(
-                        f"{self._lane.name} window {window} page {page.number} "
-                        f"[request-id {page.request_id}]: {exc}; nothing of this window was committed"
-                    ) from None
-                lines = split.lines
-                if keep is not None:
-                    lines = {d: keep(d, split.line_keys[d], ls) for d, ls in lines.items()}
-                await writer.add(lines)
-                if self._pace.read(window, split.rows, page.more):
+                rows = 0
+                async for group in self._rows_of(page):
+                    seen = await self._write(window, page, group, seen, writer, keep)
+                    rows += len(group)
+                if self._pace.read(window, rows, page.more):
                     self._on_dense()
-                if source.daily_report:
-                    seen.update(split.keys)
-                else:
-                    seen = split.keys
                 pages += 1
                 report.pages += 1
-                report.rows += split.rows
-                if split.duplicates:
-                    log.info(
-                        "%s: %d rows of page %d repeat a row read before in this window (offset "
-                        "paging shifts rows); each is archived once",
-                        self._lane.name,
-                        split.duplicates,
-                        page.number,
-                    )
-                if split.outside:
-                    log.warning(
-                        "%s: %d rows of page %d lie outside window %s; kept in their own date folders",
-                        self._lane.name,
-                        split.outside,
-                        page.number,
-                        window,
-                    )
                 page = await anext(paging, None)
         self._pace.paged(window)
         return pages
+
+    async def _write(
+        self,
+        window: Window,
+        page: Page,
+        rows: list[Any],
+        seen: dict[str, bytes],
+        writer: PartitionWriter,
+        keep: RowFilter | None,
+    ) -> dict[str, bytes]:
+        """Place ``rows`` of ``page`` into the window's blobs; return the rows their repeats
+        are recognised by from now on (an event log's last group, a daily report's every
+        row: see ``_page_into``)."""
+        source, report = self._lane.source, self._report
+        try:
+            split = split_page(source, window, rows, seen)
+        except RowError as exc:
+            raise GraphDataError(
+                f"{self._lane.name} window {window} page {page.number} "
+                f"[request-id {page.request_id}]: {exc}; nothing of this window was committed"
+            ) from None
+        lines = split.lines
+        if keep is not None:
+            lines = {d: keep(d, split.line_keys[d], ls) for d, ls in lines.items()}
+        await writer.add(lines)
+        report.rows += split.rows
+        if split.duplicates:
+            log.info(
+                "%s: %d rows of page %d repeat a row read before in this window (offset "
+                "paging shifts rows); each is archived once",
+                self._lane.name,
+                split.duplicates,
+                page.number,
+            )
+        if split.outside:
+            log.warning(
+                "%s: %d rows of page %d lie outside window %s; kept in their own date folders",
+                self._lane.name,
+                split.outside,
+                page.number,
+                window,
+            )
+        return {**seen, **split.keys} if source.daily_report else split.keys
+
+    async def _rows_of(self, page: Page) -> AsyncIterator[list[Any]]:
+        """The rows of ``page`` in groups: as listed, or (``Source.expand``) each read whole,
+        ``ROWS_IN_FLIGHT`` side by side, a group at a time."""
+        source = self._lane.source
+        if source.expand is None:
+            yield page.rows
+            return
+        for first in range(0, len(page.rows), ROWS_IN_FLIGHT):
+            listed = page.rows[first : first + ROWS_IN_FLIGHT]
+            async with asyncio.TaskGroup() as group:
+                tasks = [
+                    group.create_task(self._whole(page, first + i, row))
+                    for i, row in enumerate(listed)
+                ]
+            yield [whole for task in tasks if (whole := task.result()) is not None]
+
+    async def _whole(self, page: Page, index: int, listed: Any) -> Any:
+        """One listed row read whole; None when Graph no longer has it (a record is kept 30
+        days: one listed at the edge may be gone a moment later)."""
+        source = self._lane.source
+        try:
+            key = row_key(source, listed, index)
+        except RowError as exc:
+            raise GraphDataError(
+                f"{self._lane.name} page {page.number} [request-id {page.request_id}]: {exc}"
+            ) from None
+        try:
+            return await self._graph.whole_row(source, key, self._report.stats)
+        except GraphError as exc:
+            if exc.status != 404:
+                raise
+            log.warning(
+                "%s: %s was listed but Graph no longer has it (it keeps %d days): not archived",
+                self._lane.name,
+                key,
+                source.history.days,
+            )
+            return None
 
 
 async def _cancel(task: asyncio.Future[Any]) -> None:
