@@ -40,7 +40,7 @@ def run_demo(days: int = 3) -> int:
         )
         print(
             f"Collecting {format_instant(start)} .. now - 60 min with: python -m collector run"
-            "\n(the dial-out report: only its whole days past the 48 h lateness)\n",
+            "\n(the dial-out report and call records: only whole days past the 48 h lateness)\n",
             flush=True,
         )
         command = [sys.executable, "-m", "collector", "run", "--as-of", format_instant(now)]
@@ -52,8 +52,7 @@ def run_demo(days: int = 3) -> int:
         settings = load_settings(env)
         expected = {
             s.name: sum(
-                len(stack.graph.tenant.rows_between(s.name, *span))
-                for span in _read(settings, s, start, now)
+                _rows_served(stack, s, span, now) for span in _read(settings, s, start, now)
             )
             for s in settings.sources
         }
@@ -84,12 +83,22 @@ def run_demo(days: int = 3) -> int:
 def _read(
     settings: Settings, source: Source, start: datetime, now: datetime
 ) -> list[tuple[datetime, datetime]]:
-    """The ranges of ``source`` a first run as of ``now`` reads: to ``now - lag``, or a daily
-    report's whole days past the lateness (each its own report)."""
-    bounds = run_bounds(now, settings.lag, settings.lateness, start, source.daily_report)
-    if not source.daily_report:
+    """The ranges of ``source`` a first run as of ``now`` reads: to ``now - lag``, or, for a
+    source read once, its whole days past the lateness."""
+    bounds = run_bounds(now, settings.lag, settings.lateness, start, source.read_once)
+    if not source.read_once:
         return [(start, bounds.end)]
     return [(w.start, w.end) for w in plan_windows(bounds.start, bounds.end)]
+
+
+def _rows_served(
+    stack: LocalStack, source: Source, span: tuple[datetime, datetime], now: datetime
+) -> int:
+    """How many rows the simulator serves of ``source`` for ``span`` as of ``now``."""
+    assert stack.graph is not None
+    if source.expand is not None:  # call records: the records Graph keeps of those days
+        return len(stack.graph.simulator.call_records.expected(None, *span, as_of=now))
+    return len(stack.graph.tenant.rows_between(source.name, *span))
 
 
 def _show(connection_string: str) -> dict[str, int]:

@@ -6,6 +6,9 @@ namespace-qualified form; checks bearer tokens with the local identity
 authority; pages by 1,000 rows with absolute ``@odata.nextLink``s; refuses ranges over
 90 days; and injects faults on demand (429 with Retry-After, 5xx, dropped connections,
 slow pages, permanent 4xx).
+
+Full call records (list, get, sessions and participants pages) are served by
+``devstack/call_records.py`` as ``GraphSimulator.call_records``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from aiohttp import web
 from collector.core.errors import InstantParseError
 from collector.core.timefmt import parse_ticks
 
+from .call_records import CallRecords
 from .identity import TENANT_ID, TokenAuthority
 from .synthetic import Tenant
 
@@ -139,6 +143,9 @@ class GraphSimulator:
         self.on_request: Callable[[int], None] | None = None
         """Called with the running count of data requests before each is answered (tests
         use it to kill the collector at an exact point)."""
+        self.call_records = CallRecords(self)
+        """Full call records (``devstack/call_records.py``): their own clock, knobs, limits
+        and stats; they do not count against the call-log functions' limits or stats."""
 
     def throttle(self, per_log: int, per_app: int, period: float = 60.0) -> None:
         """Answer 429 (with Retry-After) past ``per_log`` requests of one function or
@@ -408,5 +415,6 @@ class GraphSimulator:
         """Return the aiohttp application serving this simulator."""
         app = web.Application()
         app.router.add_route("*", "/_sim/{action}", self.control)
+        self.call_records.add_routes(app)  # before the catch-all below
         app.router.add_get("/{tail:.*}", self.handle)
         return app

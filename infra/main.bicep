@@ -109,7 +109,7 @@ param privateDnsZoneIdQueue string = ''
 @description('Private networking: resource id of an existing privatelink.table zone; empty: one is created.')
 param privateDnsZoneIdTable string = ''
 
-@description('Comma-separated subset of sms, direct_routing, pstn, pstn_blocked_users, pstn_dialout_report.')
+@description('Comma-separated subset of sms, direct_routing, pstn, pstn_blocked_users, pstn_dialout_report, call_records.')
 param collectorSources string = 'sms,direct_routing'
 
 @description('Multi-tenant mode: create an app registration whose federated credential trusts the function\'s identity, and collect the tenants of collectorTenants through it (each consents once). Off: the identity\'s own tenant only.')
@@ -193,6 +193,7 @@ var allSources = [
   'pstn'
   'pstn_blocked_users'
   'pstn_dialout_report'
+  'call_records'
 ]
 // The preprovision hook refuses empty entries; union() drops an id given twice.
 var archiveReaders = (toLower(archiveReaderIds) == 'none') ? [] : (empty(archiveReaderIds) ? (empty(principalId) ? [] : [

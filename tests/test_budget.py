@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.graph.budget import RequestBudget
+from collector.graph.budget import RequestBudget, Scope
 
 
 class FakeTime:
@@ -44,7 +44,7 @@ def run_workers(
 
     async def worker(log: str, work: float) -> None:
         for _ in range(30):
-            await budget.acquire(log)
+            await budget.acquire(Scope(log))
             starts.setdefault(log, []).append(time.now)
             await time.sleep(work)
 
@@ -91,10 +91,10 @@ def test_retry_after_pauses_every_worker_of_that_log_only() -> None:
     )
 
     async def main() -> tuple[float, float]:
-        budget.pause("sms", 30.0)
-        await budget.acquire("pstn")
+        budget.pause(Scope("sms"), 30.0)
+        await budget.acquire(Scope("pstn"))
         other = time.now
-        await budget.acquire("sms")
+        await budget.acquire(Scope("sms"))
         return other, time.now
 
     other, paused = asyncio.run(main())
@@ -120,7 +120,7 @@ def test_requests_of_one_log_are_served_in_the_order_they_asked() -> None:
     order: list[str] = []
 
     async def take(name: str) -> None:
-        await budget.acquire("sms")
+        await budget.acquire(Scope("sms"))
         order.append(name)
 
     async def main() -> None:
@@ -134,3 +134,86 @@ def test_requests_of_one_log_are_served_in_the_order_they_asked() -> None:
     # A late request never takes the slot a waiting one was due: windows in flight advance
     # together instead of one falling behind and paging alone at the end of a run.
     assert order == ["first", "waiting", "late"]
+
+
+def test_call_records_count_against_their_own_limits_not_the_call_logs() -> None:
+    time = FakeTime()
+    budget = RequestBudget(
+        per_log=2, per_app=2, period=60.0, clock=time.clock, sleep=time.sleep, margin=0,
+        records_per_app=1_500,
+    )  # fmt: skip
+
+    async def main() -> tuple[list[float], list[float]]:
+        logs, records = [], []
+        for _ in range(3):
+            await budget.acquire(Scope("pstn"))
+            logs.append(time.now)
+        for _ in range(300):  # listing pages: only the 1,500 per 20 s apply
+            await budget.acquire(Scope("call_records", records=True))
+            records.append(time.now)
+        return logs, records
+
+    logs, records = asyncio.run(main())
+    assert logs == [0.0, 0.0, 60.0]  # the third call-log request waited its minute
+    assert records == [60.0] * 300  # none of them waited for the call logs' app limit
+
+
+def test_call_records_keep_1500_per_20_seconds() -> None:
+    time = FakeTime()
+    budget = RequestBudget(
+        per_log=50, per_app=200, period=60.0, clock=time.clock, sleep=time.sleep, margin=0
+    )
+
+    async def main() -> list[float]:
+        starts = []
+        for _ in range(3_100):
+            await budget.acquire(Scope("call_records", records=True))
+            starts.append(time.now)
+        return starts
+
+    starts = asyncio.run(main())
+    assert max_in_any_span(starts, 20.0) == 1_500
+    assert starts[-1] == 40.0  # 1,500 at 0, 1,500 at 20, the last 100 at 40
+
+
+def test_a_record_has_its_own_limits_for_its_first_and_its_later_pages() -> None:
+    time = FakeTime()
+    budget = RequestBudget(
+        per_log=50, per_app=200, period=60.0, clock=time.clock, sleep=time.sleep, margin=0
+    )
+
+    async def pages(scope: Scope, count: int) -> list[float]:
+        out = []
+        for _ in range(count):
+            await budget.acquire(scope)
+            out.append(time.now)
+        return out
+
+    async def main() -> tuple[list[float], list[float], list[float]]:
+        first = await pages(Scope("call_records", records=True, record="big"), 10)
+        other = await pages(Scope("call_records", records=True, record="small"), 3)
+        more = await pages(Scope("call_records", records=True, record="big"), 1)
+        later = await pages(Scope("call_records", records=True, record="big", later=True), 51)
+        return first + more, other, later
+
+    first, other, later = asyncio.run(main())
+    assert first == [0.0] * 10 + [20.0]  # 10 per 20 s for a record's first page
+    assert other == [0.0, 0.0, 0.0]  # another record is not held to the first one's limit
+    assert later == [20.0] * 50 + [320.0]  # 50 per 5 minutes for its later pages
+
+
+def test_a_throttled_record_pauses_only_itself() -> None:
+    time = FakeTime()
+    budget = RequestBudget(
+        per_log=50, per_app=200, period=60.0, clock=time.clock, sleep=time.sleep, margin=0
+    )
+    big = Scope("call_records", records=True, record="big", later=True)
+
+    async def main() -> tuple[float, float]:
+        budget.pause(big, 30.0)
+        await budget.acquire(Scope("call_records", records=True, record="small"))
+        other = time.now
+        await budget.acquire(big)
+        return other, time.now
+
+    assert asyncio.run(main()) == (0.0, 30.0)

@@ -86,11 +86,11 @@ def test_settle_horizon_is_the_midnight_lateness_after_a_day_ends() -> None:
 
 def test_a_daily_report_reads_only_whole_days_past_lag_and_lateness() -> None:
     now, hour = datetime(2026, 11, 23, 12, 30, tzinfo=UTC), timedelta(hours=1)
-    events = run_bounds(now, hour, timedelta(hours=48), None, daily_report=False)
+    events = run_bounds(now, hour, timedelta(hours=48), None, read_once=False)
     assert events.end == datetime(2026, 11, 23, 11, 30, tzinfo=UTC)
     assert events.horizon == datetime(2026, 11, 21, tzinfo=UTC)
     assert events.start == datetime(2026, 11, 22, tzinfo=UTC)
-    report = run_bounds(now, hour, timedelta(hours=48), None, daily_report=True)
+    report = run_bounds(now, hour, timedelta(hours=48), None, read_once=True)
     # Nothing provisional: the report ends where settling does, and starts a day before.
     assert report.end == report.horizon == datetime(2026, 11, 21, tzinfo=UTC)
     assert report.start == datetime(2026, 11, 20, tzinfo=UTC)
@@ -99,12 +99,12 @@ def test_a_daily_report_reads_only_whole_days_past_lag_and_lateness() -> None:
     assert short.end == short.horizon == datetime(2026, 11, 23, tzinfo=UTC)
     assert short.start == datetime(2026, 11, 1, tzinfo=UTC)
     # Settling off: events are read once; a report cannot be (settings refuse it).
-    assert run_bounds(now, hour, timedelta(0), None, daily_report=False).horizon is None
+    assert run_bounds(now, hour, timedelta(0), None, read_once=False).horizon is None
     with pytest.raises(ValueError, match="only past a lateness"):
-        run_bounds(now, hour, timedelta(0), None, daily_report=True)
-    assert usual_lag(hour, timedelta(hours=48), daily_report=False) == hour
-    assert usual_lag(hour, timedelta(hours=48), daily_report=True) == timedelta(hours=72)
-    assert usual_lag(hour, timedelta(hours=6), daily_report=True) == timedelta(hours=30)
+        run_bounds(now, hour, timedelta(0), None, read_once=True)
+    assert usual_lag(hour, timedelta(hours=48), read_once=False) == hour
+    assert usual_lag(hour, timedelta(hours=48), read_once=True) == timedelta(hours=72)
+    assert usual_lag(hour, timedelta(hours=6), read_once=True) == timedelta(hours=30)
 
 
 @given(instants, st.integers(min_value=1, max_value=200), st.integers(min_value=1, max_value=400))

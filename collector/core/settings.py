@@ -440,14 +440,14 @@ def _delete_after(raw: str | None, settle_delay: timedelta) -> timedelta | None:
 
 def _lateness(raw: str | None, sources: tuple[Source, ...]) -> timedelta:
     hours = _int("COLLECTOR_LATENESS_HOURS", raw, 0, 720)
-    reports = [s.name for s in sources if s.daily_report]
-    if hours == 0 and reports:
+    once = [s.name for s in sources if s.read_once]
+    if hours == 0 and once:
         raise ConfigError(
             "COLLECTOR_LATENESS_HOURS",
             raw,
-            f"above 0 while COLLECTOR_SOURCES has {', '.join(reports)}: a daily report is "
-            "read once, when its day is past the lateness, and Graph ingests calls up to "
-            "24-48 h late (48, the default, is safe)",
+            f"above 0 while COLLECTOR_SOURCES has {', '.join(once)}: a daily report or a call "
+            "record is read once, when its day is past the lateness, and Graph adds and "
+            "changes rows up to 24-48 h late (48, the default, is safe)",
         )
     return timedelta(hours=hours)
 

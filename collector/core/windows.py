@@ -119,6 +119,11 @@ def may_have_expired(day: date, now: datetime, delete_after: timedelta | None) -
     return horizon is not None and day < horizon
 
 
+def history_edge(now: datetime, history: timedelta) -> datetime:
+    """The first midnight whose whole day Graph still has, keeping rows ``history`` long."""
+    return next_midnight(now - history)
+
+
 def default_start(end: datetime) -> datetime:
     """Where a lane with no watermark and no ``COLLECTOR_START`` begins: the previous UTC day."""
     return floor_to_midnight(end) - timedelta(days=1)
@@ -141,27 +146,28 @@ def run_bounds(
     lag: timedelta,
     lateness: timedelta,
     start: datetime | None,
-    daily_report: bool,
+    read_once: bool,
 ) -> RunBounds:
     """Return where a run as of ``now`` reads, from ``start`` (``COLLECTOR_START``).
 
-    A ``daily_report`` is only ever settled, in whole UTC days: it has no provisional
-    windows and starts at the midnight of ``start`` (its settings have a lateness).
+    A source read once (``Source.read_once``: a daily report, call records) is only ever
+    settled, in whole UTC days: it has no provisional windows and starts at the midnight of
+    ``start`` (its settings have a lateness).
     """
     end = run_end(now, lag)
     horizon = settle_horizon(now, end, lateness)
-    if not daily_report:
+    if not read_once:
         return RunBounds(start or default_start(end), end, horizon)
     if horizon is None:
-        raise ValueError("a daily report is read only past a lateness; none is set")
+        raise ValueError("a source read once is read only past a lateness; none is set")
     return RunBounds(floor_to_midnight(start or default_start(horizon)), horizon, horizon)
 
 
-def usual_lag(lag: timedelta, lateness: timedelta, daily_report: bool) -> timedelta:
+def usual_lag(lag: timedelta, lateness: timedelta, read_once: bool) -> timedelta:
     """How far behind 'now' a lane's watermark may stand right after a good run (besides the
-    minute it is floored to): ``lag`` for an event log; for a daily report, whose watermark
-    is its horizon, up to a day past ``max(lag, lateness)``."""
-    return max(lag, lateness) + timedelta(days=1) if daily_report else lag
+    minute it is floored to): ``lag`` for an event log; for a source read once, whose
+    watermark is its horizon, up to a day past ``max(lag, lateness)``."""
+    return max(lag, lateness) + timedelta(days=1) if read_once else lag
 
 
 def settle_window(start: datetime, horizon: datetime, days: int) -> Window:

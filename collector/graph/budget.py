@@ -1,10 +1,13 @@
 """Client-side request budget: Graph's throttling limits, enforced before a request starts.
 
 Graph allows about 50 requests a minute per call-log function and 200 per app per tenant.
-A limiter here never lets more than ``limit`` requests start in ANY ``period``-second span
-(a sliding log of start times, not a token bucket: a bucket that holds a full minute's burst
-on top of its steady refill can start twice the limit within one span). A 429's Retry-After
-pauses the budget it belongs to for every worker.
+Full call records have limits of their own, per kind of request: 1,500 per 20 s per app per
+tenant for every call-record request, and per call record 10 per 20 s for its first page and
+50 per 5 minutes for its later pages (sessions, participants). A limiter here never lets more
+than ``limit`` requests start in ANY ``period``-second span (a sliding log of start times, not
+a token bucket: a bucket that holds a full minute's burst on top of its steady refill can
+start twice the limit within one span). A 429's Retry-After pauses the budget it belongs to
+for every worker.
 """
 
 from __future__ import annotations
@@ -12,6 +15,39 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What one request counts against."""
+
+    log: str
+    """The source (lane) the request reads for."""
+    records: bool = False
+    """Call records' limits, not the call-log functions' (``Source.budget``)."""
+    record: str | None = None
+    """The call record a detail request is for (None: a listing page)."""
+    later: bool = False
+    """A record's later page (sessions, participants), not its first."""
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most ``count`` requests in any ``seconds`` (Graph's minute: 60)."""
+
+    count: int
+    seconds: float
+
+
+CALL_RECORDS_PER_APP = Limit(1_500, 20.0)
+"""Every call-record request of one app in one tenant."""
+RECORD_FIRST_PAGE = Limit(10, 20.0)
+"""A call record's first page (the record with its first sessions)."""
+RECORD_LATER_PAGES = Limit(50, 300.0)
+"""A call record's later pages."""
+RECORDS_REMEMBERED = 4_096
+"""Per-record limiters kept before the idle ones are dropped (a record is read once)."""
 
 
 class Start:
@@ -50,9 +86,14 @@ class SlidingWindowLimiter:
         """Start nothing for ``seconds`` (Graph said Retry-After)."""
         self._paused_until = max(self._paused_until, self._clock() + seconds)
 
+    def idle(self) -> bool:
+        """True when no start counts any more and no pause holds."""
+        return self.wait_time() == 0 and not self._starts
+
 
 class RequestBudget:
-    """The per-log limiters and the per-app limiter of one run, shared by all its workers."""
+    """The limiters of one run (per log, per app, and call records' per kind of request),
+    shared by all its workers."""
 
     def __init__(
         self,
@@ -62,10 +103,13 @@ class RequestBudget:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         margin: float = 1.0,
+        records_per_app: int = CALL_RECORDS_PER_APP.count,
     ) -> None:
         # Graph counts a request when it arrives; network jitter makes one request arrive
         # later than it was sent by more than the next one: spans are stretched by ``margin``
         # seconds so the two counts never disagree (1.7 % of Graph's minute).
+        self._scale = period / 60.0  # benchmarks shrink Graph's minute, and its 20 s alike
+        self._margin = margin
         period += margin
         self.span = period
         """Seconds each counted span lasts: the period plus the margin."""
@@ -74,8 +118,15 @@ class RequestBudget:
         self._clock = clock
         self._sleep = sleep
         self._app = SlidingWindowLimiter(per_app, period, clock)
+        self._records = self._limiter(Limit(records_per_app, CALL_RECORDS_PER_APP.seconds))
         self._logs: dict[str, SlidingWindowLimiter] = {}
+        self._per_record: dict[tuple[str, bool], SlidingWindowLimiter] = {}
         self._turns: dict[str, asyncio.Lock] = {}
+
+    def _limiter(self, limit: Limit) -> SlidingWindowLimiter:
+        return SlidingWindowLimiter(
+            limit.count, limit.seconds * self._scale + self._margin, self._clock
+        )
 
     def _log(self, name: str) -> SlidingWindowLimiter:
         limiter = self._logs.get(name)
@@ -85,28 +136,64 @@ class RequestBudget:
             )
         return limiter
 
-    async def acquire(self, log: str) -> Callable[[], None]:
-        """Wait until a request of ``log`` may start within both limits, and count it.
+    def _record(self, scope: Scope) -> SlidingWindowLimiter:
+        assert scope.record is not None
+        key = (scope.record, scope.later)
+        limiter = self._per_record.get(key)
+        if limiter is None:
+            if len(self._per_record) >= RECORDS_REMEMBERED:
+                self._per_record = {k: v for k, v in self._per_record.items() if not v.idle()}
+            limit = RECORD_LATER_PAGES if scope.later else RECORD_FIRST_PAGE
+            limiter = self._per_record[key] = self._limiter(limit)
+        return limiter
+
+    def _shared(self, scope: Scope) -> tuple[SlidingWindowLimiter, ...]:
+        """The limiters every request of ``scope``'s kind takes its turn for."""
+        return (self._records,) if scope.records else (self._log(scope.log), self._app)
+
+    async def acquire(self, scope: Scope) -> Callable[[], None]:
+        """Wait until a request of ``scope`` may start within all its limits, and count it.
 
         Returns a callback to call when the request has really been sent: Graph counts a
         request when it arrives, which can be well after it was allowed here (connection
         set-up, a busy event loop), so its start is moved to then.
         """
-        limiter = self._log(log)
+        starts = []
+        if scope.record is not None:
+            # A record's own limit first, outside the turns: one record's paging waiting for
+            # its 5 minutes must not hold up every other record's requests.
+            own = self._record(scope)
+            while (wait := own.wait_time()) > 0:
+                await self._sleep(wait)
+            starts.append(Start(self._clock()))
+            own.record(starts[-1])
+        shared = self._shared(scope)
         # Requests of one log take their turns first come, first served (asyncio's lock is
         # fair): equal windows in flight then advance together and finish together, instead
         # of one straggler paging alone at the end of a run.
-        async with self._turns.setdefault(log, asyncio.Lock()):
+        async with self._turns.setdefault(scope.log, asyncio.Lock()):
             while True:
                 # No await between check and record: atomic across workers.
-                wait = max(limiter.wait_time(), self._app.wait_time())
+                wait = max(limiter.wait_time() for limiter in shared)
                 if wait <= 0:
                     start = Start(self._clock())
-                    limiter.record(start)
-                    self._app.record(start)
-                    return lambda: setattr(start, "at", max(start.at, self._clock()))
+                    for limiter in shared:
+                        limiter.record(start)
+                    starts.append(start)
+                    break
                 await self._sleep(wait)
 
-    def pause(self, log: str, seconds: float) -> None:
-        """Pause ``log``'s budget after Graph throttled it."""
-        self._log(log).pause(seconds)
+        def sent() -> None:
+            for start in starts:
+                start.at = max(start.at, self._clock())
+
+        return sent
+
+    def pause(self, scope: Scope, seconds: float) -> None:
+        """Pause the budget Graph throttled: a record's own, or every request of its kind."""
+        if scope.record is not None:
+            self._record(scope).pause(seconds)
+        else:
+            for limiter in self._shared(scope):
+                if limiter is not self._app:
+                    limiter.pause(seconds)

@@ -1,4 +1,5 @@
-"""Microsoft Graph client for the call-log functions: paging, retries, token refresh."""
+"""Microsoft Graph client for the call-log functions and call records: paging, reading a
+listed row whole, retries, token refresh."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from ..core.errors import GraphDataError, GraphError, GraphUnavailableError, Pag
 from ..core.sources import Source
 from ..core.timefmt import format_instant
 from ..core.windows import Window
-from .budget import RequestBudget
+from .budget import RequestBudget, Scope
 
 log = logging.getLogger("collector.graph")
 
@@ -171,10 +172,11 @@ class GraphClient:
         seen before raises ``PagingError``.
         """
         url = window_url(self._endpoint, source, window)
+        scope = Scope(source.name, source.records_budget)
         seen = {url}
         number = empty_run = 0
         fetch: asyncio.Task[tuple[bytes, str | None]] | None = asyncio.create_task(
-            self._get(url, stats, source.name)
+            self._get(url, stats, scope)
         )
         try:
             while fetch is not None:
@@ -202,13 +204,82 @@ class GraphClient:
                             f"{where}: {empty_run} empty pages in a row, each with a nextLink"
                         )
                     seen.add(link)
-                    fetch = asyncio.create_task(self._get(link, stats, source.name))
+                    fetch = asyncio.create_task(self._get(link, stats, scope))
                 yield Page(number, rows, request_id, url, link is not None)
                 url = link
         finally:
             if fetch is not None:
                 fetch.cancel()
                 await asyncio.gather(fetch, return_exceptions=True)
+
+    async def whole_row(self, source: Source, key: str, stats: RequestStats) -> dict[str, Any]:
+        """Read one listed row whole: with ``source.expand``, every expanded relation's pages
+        (``<relation>@odata.nextLink``) added to it, then each of ``source.relations`` from
+        its own paged endpoint. The row is the answer's document with those arrays complete,
+        without the answer's ``@odata.context`` and ``@odata.nextLink`` annotations (other
+        annotations, such as ``@odata.type``, stay). Raises ``GraphError`` (404 when Graph no
+        longer has it)."""
+        scope = Scope(source.name, source.records_budget, key)
+        later = Scope(source.name, source.records_budget, key, later=True)
+        where = f"{source.name} row {key}"
+        body, request_id = await self._get(self._endpoint + source.row_path(key), stats, scope)
+        row = self._document(body, f"{where} [request-id {request_id}]")
+        # The response's own annotations describe this answer, not the record: off.
+        for name in [k for k in row if k.endswith("@odata.context")]:
+            del row[name]
+        # The rest of each expanded relation, and each other relation, side by side: a
+        # record's pages are otherwise one latency after another.
+        # (A failing one cancels the others.)
+        async with asyncio.TaskGroup() as group:
+            rest: dict[str, asyncio.Task[list[Any]]] = {}
+            for name in [k for k in row if k.endswith("@odata.nextLink")]:
+                relation = name.removesuffix("@odata.nextLink")
+                if not isinstance(row.setdefault(relation, []), list):
+                    raise GraphDataError(f"{where}: {relation!r} is not an array")
+                pages = self._all_pages(row.pop(name), stats, later, later, f"{where} {relation}")
+                rest[relation] = group.create_task(pages)
+            for relation in source.relations:
+                url = self._endpoint + source.relation_path(key, relation)
+                row[relation] = []
+                pages = self._all_pages(url, stats, scope, later, f"{where} {relation}")
+                rest[relation] = group.create_task(pages)
+        for relation, task in rest.items():
+            row[relation].extend(task.result())
+        return row
+
+    async def _all_pages(
+        self, url: object, stats: RequestStats, scope: Scope, later: Scope, where: str
+    ) -> list[Any]:
+        """Every item of a paged collection from ``url`` on, following its nextLinks (the
+        first request counts as ``scope``, the pages it links to as ``later``)."""
+        items: list[Any] = []
+        seen: set[str] = set()
+        while url is not None:
+            self._check_link(url, where)
+            assert isinstance(url, str)
+            if url in seen:
+                raise PagingError(f"{where}: @odata.nextLink repeats an earlier page: {url}")
+            seen.add(url)
+            body, request_id = await self._get(url, stats, scope)
+            page = self._document(body, f"{where} [request-id {request_id}]")
+            value = page.get("value")
+            if not isinstance(value, list):
+                raise GraphDataError(f"{where} [request-id {request_id}]: no 'value' array")
+            items.extend(value)
+            url = page.get("@odata.nextLink")
+            scope = later
+        return items
+
+    @staticmethod
+    def _document(body: bytes, where: str) -> dict[str, Any]:
+        """A response body that must be a JSON object."""
+        try:
+            document = _parse_json(body)
+        except ValueError as exc:
+            raise GraphDataError(f"{where}: response is not JSON ({exc})") from None
+        if not isinstance(document, dict):
+            raise GraphDataError(f"{where}: response is not a JSON object")
+        return document
 
     def _check_link(self, link: object, where: str) -> None:
         """Refuse a nextLink that is not an absolute URL on the configured Graph endpoint:
@@ -221,8 +292,8 @@ class GraphClient:
                 f"{where}: @odata.nextLink leaves {home.scheme}://{home.netloc}: {link!r}"
             )
 
-    async def _get(self, url: str, stats: RequestStats, log_name: str) -> tuple[bytes, str | None]:
-        """GET ``url`` with retries, each attempt within ``log_name``'s request budget;
+    async def _get(self, url: str, stats: RequestStats, scope: Scope) -> tuple[bytes, str | None]:
+        """GET ``url`` with retries, each attempt within ``scope``'s request budget;
         return the 200 body and Graph's request-id."""
         token = await self._tokens.token()
         refreshed = False
@@ -230,7 +301,7 @@ class GraphClient:
         waited = 0.0
         while True:
             attempt += 1
-            sent = await self._budget.acquire(log_name) if self._budget is not None else None
+            sent = await self._budget.acquire(scope) if self._budget is not None else None
             stats.requests += 1
             headers = {
                 "Authorization": f"Bearer {token}",
@@ -277,7 +348,7 @@ class GraphClient:
                 if status not in RETRYABLE_STATUS or attempt >= self._retry.max_attempts:
                     raise GraphError(status, code, message, request_id, url, attempt)
                 if status == 429 and retry_after is not None and self._budget is not None:
-                    self._budget.pause(log_name, retry_after)  # for every worker
+                    self._budget.pause(scope, retry_after)  # for every worker
                 delay = (
                     retry_after
                     if retry_after is not None

@@ -97,7 +97,7 @@ class RunMetrics:
         self._failed_in_a_row.set(failed_in_a_row, source)
         # A daily report's watermark is its settled one, a day and the lateness behind by
         # design: the settled-lag alert watches it, the watermark-lag alert would misfire.
-        if report.watermark_after is not None and not SOURCES[report.source].daily_report:
+        if report.watermark_after is not None and not SOURCES[report.source].read_once:
             self._lag.set((now - report.watermark_after).total_seconds(), source)
         if report.settled_after is not None:
             self._settled_lag.set((now - report.settled_after).total_seconds(), source)

@@ -72,7 +72,10 @@ class SourceProgress:
         days_left = max(0.0, self.days_planned - self.days_done)
         pages = self.pace.rows_per_day * days_left / PAGE_ROWS
         pages += self.windows_planned - self.windows_done
-        if SOURCES[self.report.source].daily_report:  # a request a day, however few rows
+        source = SOURCES[self.report.source]
+        if source.expand is not None:  # each listed row is read whole: a request or more
+            pages += self.pace.rows_per_day * days_left
+        if source.read_once:  # a request a day, however few rows
             pages = max(pages, math.ceil(days_left))
         else:
             pages += days_left > 0

@@ -37,7 +37,7 @@ async def collect_health(
 
     def lane_limit(lane: Lane) -> timedelta:
         # A daily report's watermark waits for whole days past the lateness: that much more.
-        usual = usual_lag(settings.lag, settings.lateness, lane.source.daily_report)
+        usual = usual_lag(settings.lag, settings.lateness, lane.source.read_once)
         return limit + usual - settings.lag
 
     def consent(lane: Lane) -> str | None:

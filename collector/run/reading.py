@@ -1,11 +1,13 @@
 """Reading one window from Graph into blobs: page by page, one blob per event date, each
-committed whole and only if no blob of its name exists yet."""
+committed whole and only if no blob of its name exists yet. A source whose listed rows are
+summaries (call records) has each row read whole first, several side by side."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from datetime import date
 from typing import Any
@@ -18,12 +20,12 @@ from ..archive.partitions import (
     CommittedBlob,
     PartitionWriter,
 )
-from ..core.errors import GraphDataError, RowError
+from ..core.errors import GraphDataError, GraphError, RowError
 from ..core.lanes import Lane
-from ..core.rows import split_page
+from ..core.rows import row_key, split_page
 from ..core.timefmt import format_instant
 from ..core.windows import Window
-from ..graph.client import GraphClient
+from ..graph.client import GraphClient, Page
 from ..graph.pace import Pace
 from ..observe.reports import SourceReport
 
@@ -31,6 +33,11 @@ log = logging.getLogger("collector")
 
 RowFilter = Callable[[date, list[str], list[bytes]], list[bytes]]
 """Given a day, its rows' keys and JSONL lines from one page, the lines to write."""
+ROWS_IN_FLIGHT = 48
+"""Listed rows of one window read whole at once: enough to keep call records' request
+budget (75 a second) busy at Graph's latency (a record takes two to three requests, two of
+them one after the other), few enough that memory holds only that many rows (a large
+meeting's record is megabytes) before they are written."""
 
 
 class WindowReader:
@@ -126,46 +133,129 @@ class WindowReader:
                 await _cancel(first)  # the window's days are final already
                 return 0
             page = await first
-            while page is not None:
-                try:
-                    split = split_page(source, window, page.rows, seen)
-                except RowError as exc:
-                    raise GraphDataError(
-                        f"{self._lane.name} window {window} page {page.number} "
-                        f"[request-id {page.request_id}]: {exc}; nothing of this window was committed"
-                    ) from None
-                lines = split.lines
-                if keep is not None:
-                    lines = {d: keep(d, split.line_keys[d], ls) for d, ls in lines.items()}
-                await writer.add(lines)
-                if self._pace.read(window, split.rows, page.more):
-                    self._on_dense()
-                if source.daily_report:
-                    seen.update(split.keys)
-                else:
-                    seen = split.keys
-                pages += 1
-                report.pages += 1
-                report.rows += split.rows
-                if split.duplicates:
-                    log.info(
-                        "%s: %d rows of page %d repeat a row read before in this window (offset "
-                        "paging shifts rows); each is archived once",
-                        self._lane.name,
-                        split.duplicates,
-                        page.number,
-                    )
-                if split.outside:
-                    log.warning(
-                        "%s: %d rows of page %d lie outside window %s; kept in their own date folders",
-                        self._lane.name,
-                        split.outside,
-                        page.number,
-                        window,
-                    )
-                page = await anext(paging, None)
+            if source.expand is not None:
+                pages = await self._whole_rows_into(window, page, paging, writer, keep)
+            else:
+                while page is not None:
+                    where = f"page {page.number} [request-id {page.request_id}]"
+                    seen = await self._write(window, where, page.rows, seen, writer, keep)
+                    if self._pace.read(window, len(page.rows), page.more):
+                        self._on_dense()
+                    pages += 1
+                    report.pages += 1
+                    page = await anext(paging, None)
         self._pace.paged(window)
         return pages
+
+    async def _write(
+        self,
+        window: Window,
+        where: str,
+        rows: list[Any],
+        seen: dict[str, bytes],
+        writer: PartitionWriter,
+        keep: RowFilter | None,
+    ) -> dict[str, bytes]:
+        """Place ``rows`` (from ``where``: a page) into the window's blobs; return the rows
+        their repeats are recognised by from now on (an event log's last page, a daily
+        report's every row: see ``_page_into``)."""
+        source, report = self._lane.source, self._report
+        try:
+            split = split_page(source, window, rows, seen)
+        except RowError as exc:
+            raise GraphDataError(
+                f"{self._lane.name} window {window} {where}: {exc}; "
+                "nothing of this window was committed"
+            ) from None
+        lines = split.lines
+        if keep is not None:
+            lines = {d: keep(d, split.line_keys[d], ls) for d, ls in lines.items()}
+        await writer.add(lines)
+        report.rows += split.rows
+        if split.duplicates:
+            log.info(
+                "%s: %d rows of %s repeat a row read before in this window (offset paging "
+                "shifts rows); each is archived once",
+                self._lane.name,
+                split.duplicates,
+                where,
+            )
+        if split.outside:
+            log.warning(
+                "%s: %d rows of %s lie outside window %s; kept in their own date folders",
+                self._lane.name,
+                split.outside,
+                where,
+                window,
+            )
+        return {**seen, **split.keys} if source.daily_report else split.keys
+
+    async def _whole_rows_into(
+        self,
+        window: Window,
+        page: Page | None,
+        paging: AsyncIterator[Page],
+        writer: PartitionWriter,
+        keep: RowFilter | None,
+    ) -> int:
+        """Read every row listed on ``page`` and the pages after it whole (``Source.expand``),
+        up to ``ROWS_IN_FLIGHT`` side by side across pages, and write each as it is complete
+        (a large meeting's many pages hold up no other row); return the pages listed. A row
+        listed twice (offset paging) is read once."""
+        pages = 0
+        listed: set[str] = set()
+        queue: deque[tuple[Page, int, Any]] = deque()
+        reading: set[asyncio.Task[Any]] = set()
+        try:
+            while page is not None or queue or reading:
+                while page is not None and len(queue) < ROWS_IN_FLIGHT:
+                    for index, row in enumerate(page.rows):
+                        key = self._key(page, index, row)
+                        if key not in listed:
+                            listed.add(key)
+                            queue.append((page, index, row))
+                    if self._pace.read(window, len(page.rows), page.more):
+                        self._on_dense()
+                    pages += 1
+                    self._report.pages += 1
+                    page = await anext(paging, None)
+                while queue and len(reading) < ROWS_IN_FLIGHT:
+                    reading.add(asyncio.create_task(self._whole(*queue.popleft())))
+                if reading:
+                    done, reading = await asyncio.wait(reading, return_when=asyncio.FIRST_COMPLETED)
+                    rows = [whole for task in done if (whole := task.result()) is not None]
+                    await self._write(window, "records read whole", rows, {}, writer, keep)
+        finally:
+            for task in reading:
+                task.cancel()
+            await asyncio.gather(*reading, return_exceptions=True)
+        return pages
+
+    def _key(self, page: Page, index: int, row: Any) -> str:
+        try:
+            return row_key(self._lane.source, row, index)
+        except RowError as exc:
+            raise GraphDataError(
+                f"{self._lane.name} page {page.number} [request-id {page.request_id}]: {exc}"
+            ) from None
+
+    async def _whole(self, page: Page, index: int, listed: Any) -> Any:
+        """One listed row read whole; None when Graph no longer has it (a record is kept 30
+        days: one listed at the edge may be gone a moment later)."""
+        source = self._lane.source
+        key = self._key(page, index, listed)
+        try:
+            return await self._graph.whole_row(source, key, self._report.stats)
+        except GraphError as exc:
+            if exc.status != 404:
+                raise
+            log.warning(
+                "%s: %s was listed but Graph no longer has it (it keeps %d days): not archived",
+                self._lane.name,
+                key,
+                source.history.days,
+            )
+            return None
 
 
 async def _cancel(task: asyncio.Future[Any]) -> None:

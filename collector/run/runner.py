@@ -45,7 +45,7 @@ from ..core.errors import CollectorError, ConfigError, StateConflictError
 from ..core.lanes import Lane, lanes, tenant_lanes
 from ..core.settings import Settings, check_start
 from ..core.timefmt import format_instant
-from ..core.windows import Window, run_bounds
+from ..core.windows import Window, floor_to_midnight, history_edge, run_bounds
 from ..graph.budget import RequestBudget
 from ..graph.client import GraphClient, RetryPolicy, send_tracing
 from ..graph.pace import Pace
@@ -344,8 +344,8 @@ class _SourceRun:
             self._cycle.now,
             settings.lag,
             settings.lateness,
-            settings.start,
-            self._lane.source.daily_report,
+            self._start(),
+            self._lane.source.read_once,
         )
         start, end, horizon = bounds.start, bounds.end, bounds.horizon
         self._report.watermark_before = self._state_blob.current.watermark
@@ -365,6 +365,38 @@ class _SourceRun:
         if self._pace.rows_per_day != self._state_blob.current.rows_per_day:
             await self._state_blob.apply(lambda _: {"rows_per_day": self._pace.rows_per_day})
 
+    def _start(self) -> datetime | None:
+        """Where this lane begins if it has no watermark: ``COLLECTOR_START``, or the oldest
+        whole day Graph still has of a source it keeps a short while (call records: 30
+        days), saying so. A lane whose watermark fell behind that edge is told what is lost."""
+        source, now = self._lane.source, self._cycle.now
+        edge = history_edge(now, source.history)
+        current = self._state_blob.current
+        start = self._settings.start
+        if current.watermark is None and start is not None and start < edge:
+            log.warning(
+                "%s: COLLECTOR_START %s is more than %d days back, and Graph keeps no older "
+                "%s: starting at %s",
+                self._lane.name,
+                format_instant(start),
+                source.history.days,
+                source.name,
+                format_instant(edge),
+            )
+            return edge
+        behind = current.settled if current.settled is not None else current.watermark
+        if behind is not None and behind < floor_to_midnight(edge):
+            log.error(
+                "%s: days from %s to %s are older than Graph keeps %s (%d days): only what "
+                "Graph still has of them is archived",
+                self._lane.name,
+                behind.date().isoformat(),
+                (edge - timedelta(days=1)).date().isoformat(),
+                source.name,
+                source.history.days,
+            )
+        return start
+
     async def _settle_phase(self, horizon: datetime) -> None:
         if not self._to_settle(horizon):
             return
@@ -374,7 +406,7 @@ class _SourceRun:
             settled,
             horizon,
             self._settings.windows_in_flight,
-            one_day=self._lane.source.daily_report,
+            one_day=self._lane.source.read_once,
         )
         self._progress.plan_settle(settled, horizon)
 

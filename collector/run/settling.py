@@ -134,7 +134,7 @@ class Settlement:
 
     def late_rows(self, committed: list[CommittedBlob]) -> int:
         """The late rows this settle read wrote (not those of blobs another attempt wrote)."""
-        if self._lane.source.daily_report:  # no provisional blobs: nothing is late
+        if self._lane.source.read_once:  # no provisional blobs: nothing is late
             return 0
         return sum(b.rows for b in committed if b.created and b.day in self.days)
 
@@ -192,7 +192,7 @@ def manifest_document(
         "status": "settled",
         "blobs": [{"name": name, "rows": rows} for name, rows in sorted(blobs.items())],
         "rows": sum(blobs.values()),
-        "lateRows": 0 if lane.source.daily_report else settled.late,
+        "lateRows": 0 if lane.source.read_once else settled.late,
         "changedRows": settled.changed,
         "changedKeys": settled.changed_keys,
         "goneRows": settled.gone,
