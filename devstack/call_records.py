@@ -77,6 +77,7 @@ from aiohttp import web
 from collector.core.errors import InstantParseError
 from collector.core.timefmt import TICKS_PER_SECOND, parse_ticks, to_ticks
 
+from .graph_errors import graph_error
 from .identity import TENANT_ID
 from .synthetic import TICKS_PER_DAY, format_ticks
 
@@ -1141,22 +1142,6 @@ class _Problem(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def _error(status: int, code: str, message: str, request_id: str) -> web.Response:
-    """A Graph error answer (the shape of ``graph_simulator.graph_error``)."""
-    body = {
-        "error": {
-            "code": code,
-            "message": message,
-            "innerError": {
-                "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
-                "request-id": request_id,
-                "client-request-id": request_id,
-            },
-        }
-    }
-    return web.json_response(body, status=status, headers={"request-id": request_id})
-
-
 def _not_allowed(option: str) -> _Problem:
     return _Problem(
         400,
@@ -1463,7 +1448,7 @@ class CallRecords:
         if verdict is not None:
             limit, wait = verdict
             self._count("throttled", f"throttled:{limit}", f"throttled@{tenant_id}")
-            throttled = _error(429, "TooManyRequests", "Too many requests.", request_id)
+            throttled = graph_error(429, "TooManyRequests", "Too many requests.", request_id)
             throttled.headers["Retry-After"] = str(max(1, math.ceil(wait)))
             return throttled
         if self.latency:
@@ -1481,7 +1466,7 @@ class CallRecords:
         )
         if problem:
             self._count("unauthorized")
-            return _error(
+            return graph_error(
                 401,
                 "InvalidAuthenticationToken",
                 f"Access token is invalid: {problem}.",
@@ -1514,7 +1499,7 @@ class CallRecords:
                 body = self._participants_page(request, tenant_id, headers)
         except _Problem as refused:
             self._count("not_found" if refused.status == 404 else "bad_request")
-            return _error(refused.status, refused.code, refused.message, request_id)
+            return graph_error(refused.status, refused.code, refused.message, request_id)
         if fault is not None:
             _spoil(body, fault, f"{self._sim.base_url}{path_qs}")
         data = orjson.dumps(body)

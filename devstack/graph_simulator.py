@@ -23,7 +23,6 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -34,6 +33,7 @@ from collector.core.errors import InstantParseError
 from collector.core.timefmt import parse_ticks
 
 from .call_records import CallRecords
+from .graph_errors import graph_error
 from .identity import TENANT_ID, TokenAuthority
 from .synthetic import Tenant
 
@@ -94,22 +94,6 @@ class Fault:
             and self.source in (None, source)
             and (self.window is None or self.window in params)
         )
-
-
-def graph_error(status: int, code: str, message: str, request_id: str) -> web.Response:
-    """Return a Graph-style error response."""
-    body = {
-        "error": {
-            "code": code,
-            "message": message,
-            "innerError": {
-                "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
-                "request-id": request_id,
-                "client-request-id": request_id,
-            },
-        }
-    }
-    return web.json_response(body, status=status, headers={"request-id": request_id})
 
 
 class GraphSimulator:
