@@ -9,7 +9,7 @@ CHECKOV_VENV := .venv-checkov
 
 BENCH_VENV := .venv-bench
 
-.PHONY: demo test venv lint typecheck checkov stack bench clean
+.PHONY: demo test venv lint typecheck checkov stack bench cost clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
@@ -37,6 +37,10 @@ bench: $(VENV)/.installed node_modules/.installed $(BENCH_VENV)/.installed
 
 # The virtual environment alone, for python -m collector status / verify against Azure.
 venv: $(VENV)/.installed
+
+# What Azure would bill for a simulated week of hourly runs (docs/cost.md).
+cost: $(VENV)/.installed node_modules/.installed
+	$(PY) benchmarks/cost.py
 
 demo: $(VENV)/.installed node_modules/.installed
 	$(PY) -m devstack demo

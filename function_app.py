@@ -10,12 +10,13 @@ import azure.functions as func
 
 from collector.core.settings import Settings, load_settings
 from collector.observe.reports import log_report
-from collector.observe.telemetry import run_metrics, send
+from collector.observe.telemetry import quiet_sdk_logs, run_metrics, send
 from collector.run.runner import run_cycle
 from collector.tenants.fanout import QUEUE, enqueue_tenants, tenant_of
 
 app = func.FunctionApp()
 log = logging.getLogger("collector")
+quiet_sdk_logs()
 
 
 @app.timer_trigger(

@@ -24,7 +24,7 @@ from .observe.health import LEGEND
 from .observe.progress import LogView, TerminalView, View
 from .observe.reports import RunReport
 from .observe.status import collect_health
-from .observe.telemetry import run_metrics, send
+from .observe.telemetry import quiet_sdk_logs, run_metrics, send
 from .observe.verify import verify
 from .run.runner import run_cycle
 
@@ -187,7 +187,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("azure").setLevel(logging.WARNING)
+    quiet_sdk_logs()
     env = os.environ if environ is None else environ
     try:
         if args.command == "consent-url":

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -90,3 +92,19 @@ def test_host_json_is_sensible() -> None:
     queues = host["extensions"]["queues"]
     assert 2 <= queues["maxDequeueCount"] <= 5 and queues["visibilityTimeout"] == "00:01:00"
     assert queues["batchSize"] + queues["newBatchThreshold"] == 2
+
+
+def test_the_function_keeps_the_azure_sdks_request_logs_out_of_application_insights() -> None:
+    import function_app
+
+    logging.getLogger("azure").setLevel(logging.NOTSET)  # as a fresh worker has it
+    importlib.reload(function_app)  # the host imports the module once per worker
+    # host.json forwards a function's INFO records; the SDKs log every request at INFO.
+    assert json.loads((ROOT / "host.json").read_text())["logging"]["logLevel"]["Function"] == (
+        "Information"
+    )
+    assert logging.getLogger("azure").getEffectiveLevel() == logging.WARNING
+    assert logging.getLogger("azure.core.pipeline.policies.http_logging_policy").isEnabledFor(
+        logging.WARNING
+    )
+    assert not logging.getLogger("azure.storage.blob").isEnabledFor(logging.INFO)

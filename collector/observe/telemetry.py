@@ -109,3 +109,10 @@ async def send(provider: MeterProvider | None) -> None:
         await asyncio.to_thread(provider.shutdown, SEND_TIMEOUT_MILLIS)
     except Exception as exc:  # telemetry must never fail a collection
         log.warning("could not send metrics: %s", exc)
+
+
+def quiet_sdk_logs() -> None:
+    """Keep the Azure SDKs' request-by-request INFO logs out of the run's log: a run makes
+    dozens of storage requests, and in Azure every INFO record is ingested and billed
+    (docs/cost.md measured 54-83 of them an invocation). Warnings and errors stay."""
+    logging.getLogger("azure").setLevel(logging.WARNING)
