@@ -202,14 +202,16 @@ def test_a_record_has_its_own_limits_for_its_first_and_its_later_pages() -> None
     assert later == [20.0] * 50 + [320.0]  # 50 per 5 minutes for its later pages
 
 
-def test_a_throttled_record_pauses_only_itself() -> None:
+def test_a_429_on_a_record_at_its_own_limit_pauses_only_that_record() -> None:
     time = FakeTime()
     budget = RequestBudget(
         per_log=50, per_app=200, period=60.0, clock=time.clock, sleep=time.sleep, margin=0
     )
-    big = Scope("call_records", records=True, record="big", later=True)
+    big = Scope("call_records", records=True, record="big")
 
     async def main() -> tuple[float, float]:
+        for _ in range(10):  # its first-page limit is full: the 429 was that limit's
+            await budget.acquire(big)
         budget.pause(big, 30.0)
         await budget.acquire(Scope("call_records", records=True, record="small"))
         other = time.now
@@ -217,3 +219,20 @@ def test_a_throttled_record_pauses_only_itself() -> None:
         return other, time.now
 
     assert asyncio.run(main()) == (0.0, 30.0)
+
+
+def test_a_429_on_a_record_below_its_own_limit_pauses_every_call_record_request() -> None:
+    time = FakeTime()
+    budget = RequestBudget(
+        per_log=50, per_app=200, period=60.0, clock=time.clock, sleep=time.sleep, margin=0
+    )
+
+    async def main() -> tuple[float, float]:
+        # Graph's 429 does not say which limit: not the record's own, so the app's.
+        budget.pause(Scope("call_records", records=True, record="big", later=True), 30.0)
+        await budget.acquire(Scope("pstn"))
+        logs = time.now
+        await budget.acquire(Scope("call_records", records=True, record="small"))
+        return logs, time.now
+
+    assert asyncio.run(main()) == (0.0, 30.0)  # the call logs' budget is another

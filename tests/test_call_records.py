@@ -106,9 +106,9 @@ def test_a_start_older_than_graph_keeps_begins_at_its_edge_and_other_sources_go_
     caplog.set_level(logging.WARNING, "collector")
     as_of = "2026-10-23T12:30:00Z"
     assert run(stack, as_of, COLLECTOR_SOURCES=f"sms,{SOURCE}", COLLECTOR_START="2026-09-10") == 0
-    # Graph keeps 30 days: the first whole day it still has is Sep 24.
-    assert "more than 30 days back" in caplog.text and "starting at 2026-09-24" in caplog.text
-    days = [date(2026, 9, 24) + timedelta(days=n) for n in range(27)]  # Sep 24 .. Oct 20
+    # Graph keeps 30 days: the first whole day it will still have a day from now is Sep 25.
+    assert "more than 30 days back" in caplog.text and "starting at 2026-09-25" in caplog.text
+    days = [date(2026, 9, 25) + timedelta(days=n) for n in range(26)]  # Sep 25 .. Oct 20
     assert_days(stack, days, as_of)
     sms = sorted(n for n in stack.blobs() if n.startswith("sms/"))
     assert sms[0].startswith("sms/year=2026/month=09/day=10/")  # the call logs from the start
@@ -148,20 +148,46 @@ def test_a_run_killed_between_a_day_and_its_manifest_is_finished_once(recorded: 
     assert_days(stack, [date(2026, 10, 20)], SECOND)  # the fixture: no blob written twice
 
 
-def test_a_record_gone_between_listing_and_reading_is_skipped_with_a_warning(
+def test_a_record_gone_at_graphs_30_day_edge_is_skipped_with_a_warning(
     recorded: Stack, caplog: pytest.LogCaptureFixture
 ) -> None:
     stack = recorded
     sim = records(stack)
+    sim.configure(records_per_day=12, sessions=(1, 3), huge_per_day=0)
+    assert run(stack, "2026-10-21T12:00:00Z") == 0  # Oct 20 is not past the lateness yet
     caplog.set_level(logging.WARNING, "collector")
-    listed: list[Any] = sim.expected(None, "2026-10-20", "2026-10-21", as_of=SECOND)
-    gone = listed[3]["id"]
-    sim.forget(gone)  # Graph deletes it after listing it (the 30-day edge)
-    assert run(stack, SECOND) == 0
+    late = "2026-11-19T10:00:00Z"  # 29 days 14 hours after Oct 20 ended: at Graph's edge
+    listed = sim.expected(None, "2026-10-20T10:30:00Z", "2026-10-21", as_of=late)
+    gone = listed[0]["id"]
+    sim.forget(gone)  # Graph deletes it between listing it and the collector reading it
+    assert run(stack, late) == 0
     assert f"{gone} was listed but Graph no longer has it" in caplog.text
     archived = Counter(row["id"] for _, row in data_rows(stack.blobs(), SOURCE))
-    assert gone not in archived and len(archived) == len(listed) - 1
-    assert set(archived.values()) == {1}
+    assert gone not in archived and set(archived.values()) == {1}
+    assert "older than Graph keeps call_records" in caplog.text  # the watermark fell behind
+
+
+def test_a_record_gone_well_inside_graphs_30_days_fails_the_day_until_graph_has_it_again(
+    recorded: Stack,
+) -> None:
+    stack = recorded
+    sim = records(stack)
+    listed: list[Any] = sim.expected(None, "2026-10-20", "2026-10-21", as_of=SECOND)
+    gone = listed[3]["id"]
+
+    def forget(kind: str, _n: int) -> None:
+        if kind == "participants":  # mid-record: between its first page and its participants
+            sim.forget(gone)
+
+    sim.on_request = forget
+    assert run(stack, SECOND) == 1  # a day is read once: it must not lose the record
+    state = json.loads(stack.blobs()[f"_state/{SOURCE}.run.json"])
+    assert "404" in state["error"] and "ExceptionGroup" not in state["error"]
+    assert not [n for n in stack.blobs() if n.startswith(f"{SOURCE}/")]
+    sim.on_request = None
+    sim.forgotten.discard(gone)  # Graph answers for it again
+    assert run(stack, SECOND) == 0
+    assert_days(stack, [date(2026, 10, 20)], SECOND)
 
 
 def test_each_customer_tenant_gets_its_own_records(recorded: Stack) -> None:

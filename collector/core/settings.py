@@ -360,6 +360,15 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         minutes=_int("COLLECTOR_LAG_MINUTES", _get(env, "COLLECTOR_LAG_MINUTES"), 0, 10_080)
     )
     lateness = _lateness(_get(env, "COLLECTOR_LATENESS_HOURS"), sources)
+    for source in sources:
+        # A day is read once, lateness + lag after it ended: Graph must still have it then.
+        if source.history < MAX_HISTORY and lateness + lag + timedelta(days=2) > source.history:
+            raise ConfigError(
+                "COLLECTOR_LATENESS_HOURS",
+                _get(env, "COLLECTOR_LATENESS_HOURS"),
+                f"with COLLECTOR_LAG_MINUTES and 2 days, under the {source.history.days} days "
+                f"Graph keeps {source.name} (48, the default, is safe)",
+            )
     return Settings(
         graph_endpoint=_endpoint("GRAPH_ENDPOINT", _get(env, "GRAPH_ENDPOINT"), allow_path=False),
         graph_timeout=float(

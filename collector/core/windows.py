@@ -120,8 +120,9 @@ def may_have_expired(day: date, now: datetime, delete_after: timedelta | None) -
 
 
 def history_edge(now: datetime, history: timedelta) -> datetime:
-    """The first midnight whose whole day Graph still has, keeping rows ``history`` long."""
-    return next_midnight(now - history)
+    """The first midnight whose whole day Graph still has, keeping rows ``history`` long, a
+    day from now on too (a backfill reaches it later in the run, or in the next)."""
+    return next_midnight(now - history + timedelta(days=1))
 
 
 def default_start(end: datetime) -> datetime:

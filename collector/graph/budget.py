@@ -25,7 +25,7 @@ class Scope:
     log: str
     """The source (lane) the request reads for."""
     records: bool = False
-    """Call records' limits, not the call-log functions' (``Source.budget``)."""
+    """Call records' limits, not the call-log functions' (``Source.records_budget``)."""
     record: str | None = None
     """The call record a detail request is for (None: a listing page)."""
     later: bool = False
@@ -190,10 +190,15 @@ class RequestBudget:
         return sent
 
     def pause(self, scope: Scope, seconds: float) -> None:
-        """Pause the budget Graph throttled: a record's own, or every request of its kind."""
+        """Pause the budget Graph throttled. A 429 does not say which limit it was: for a
+        record's request, the record's own when that was full, else every request of its
+        kind (the app's limit) too."""
         if scope.record is not None:
-            self._record(scope).pause(seconds)
-        else:
-            for limiter in self._shared(scope):
-                if limiter is not self._app:
-                    limiter.pause(seconds)
+            own = self._record(scope)
+            full = own.wait_time() > 0
+            own.pause(seconds)
+            if full:
+                return
+        for limiter in self._shared(scope):
+            if limiter is not self._app:
+                limiter.pause(seconds)

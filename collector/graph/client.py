@@ -229,7 +229,26 @@ class GraphClient:
             del row[name]
         # The rest of each expanded relation, and each other relation, side by side: a
         # record's pages are otherwise one latency after another.
-        # (A failing one cancels the others.)
+        # (A failing one cancels the others, and its own error is raised, not a group.)
+        try:
+            await self._rest_of(row, source, key, stats, scope, later, where)
+        except BaseExceptionGroup as group:
+            raise group.exceptions[0] from None
+        if "@odata.nextLink" in orjson.dumps(row).decode("utf-8", "replace"):
+            raise GraphDataError(f"{where}: a relation's nextLink was left unfollowed")
+        return row
+
+    async def _rest_of(
+        self,
+        row: dict[str, Any],
+        source: Source,
+        key: str,
+        stats: RequestStats,
+        scope: Scope,
+        later: Scope,
+        where: str,
+    ) -> None:
+        """Add every further page of ``row``'s expanded relations, and its other relations."""
         async with asyncio.TaskGroup() as group:
             rest: dict[str, asyncio.Task[list[Any]]] = {}
             for name in [k for k in row if k.endswith("@odata.nextLink")]:
@@ -245,7 +264,6 @@ class GraphClient:
                 rest[relation] = group.create_task(pages)
         for relation, task in rest.items():
             row[relation].extend(task.result())
-        return row
 
     async def _all_pages(
         self, url: object, stats: RequestStats, scope: Scope, later: Scope, where: str
@@ -266,7 +284,8 @@ class GraphClient:
             if not isinstance(value, list):
                 raise GraphDataError(f"{where} [request-id {request_id}]: no 'value' array")
             items.extend(value)
-            url = page.get("@odata.nextLink")
+            # A collection's next page, whatever it is prefixed with (sessions@…).
+            url = next((v for k, v in page.items() if k.endswith("@odata.nextLink")), None)
             scope = later
         return items
 

@@ -9,7 +9,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from ..archive.blobstore import BlobStore
@@ -20,10 +20,10 @@ from ..archive.partitions import (
     CommittedBlob,
     PartitionWriter,
 )
-from ..core.errors import GraphDataError, GraphError, RowError
+from ..core.errors import GraphDataError, GraphError, InstantParseError, RowError
 from ..core.lanes import Lane
 from ..core.rows import row_key, split_page
-from ..core.timefmt import format_instant
+from ..core.timefmt import format_instant, parse_instant
 from ..core.windows import Window
 from ..graph.client import GraphClient, Page
 from ..graph.pace import Pace
@@ -52,6 +52,7 @@ class WindowReader:
         report: SourceReport,
         confirm_lease: Callable[[], Awaitable[None]],
         on_dense: Callable[[], None],
+        now: datetime,
     ) -> None:
         self._graph = graph
         self._store = store
@@ -60,6 +61,8 @@ class WindowReader:
         self._report = report
         self._confirm_lease = confirm_lease
         self._on_dense = on_dense
+        self._now = now
+        """The run's "now": what Graph's keeping of rows is measured from."""
 
     async def read(
         self,
@@ -137,8 +140,10 @@ class WindowReader:
                 pages = await self._whole_rows_into(window, page, paging, writer, keep)
             else:
                 while page is not None:
-                    where = f"page {page.number} [request-id {page.request_id}]"
-                    seen = await self._write(window, where, page.rows, seen, writer, keep)
+                    where = f"page {page.number}"
+                    seen = await self._write(
+                        window, where, page.rows, seen, writer, keep, page.request_id
+                    )
                     if self._pace.read(window, len(page.rows), page.more):
                         self._on_dense()
                     pages += 1
@@ -155,16 +160,17 @@ class WindowReader:
         seen: dict[str, bytes],
         writer: PartitionWriter,
         keep: RowFilter | None,
+        request_id: str | None = None,
     ) -> dict[str, bytes]:
-        """Place ``rows`` (from ``where``: a page) into the window's blobs; return the rows
-        their repeats are recognised by from now on (an event log's last page, a daily
-        report's every row: see ``_page_into``)."""
+        """Place ``rows`` (from ``where``: a page, Graph's ``request_id``) into the window's
+        blobs; return the rows their repeats are recognised by from now on (an event log's
+        last page, a daily report's every row: see ``_page_into``)."""
         source, report = self._lane.source, self._report
         try:
             split = split_page(source, window, rows, seen)
         except RowError as exc:
             raise GraphDataError(
-                f"{self._lane.name} window {window} {where}: {exc}; "
+                f"{self._lane.name} window {window} {where} [request-id {request_id}]: {exc}; "
                 "nothing of this window was committed"
             ) from None
         lines = split.lines
@@ -223,6 +229,9 @@ class WindowReader:
                     reading.add(asyncio.create_task(self._whole(*queue.popleft())))
                 if reading:
                     done, reading = await asyncio.wait(reading, return_when=asyncio.FIRST_COMPLETED)
+                    failed = [e for task in done if (e := task.exception()) is not None]
+                    if failed:
+                        raise failed[0]
                     rows = [whole for task in done if (whole := task.result()) is not None]
                     await self._write(window, "records read whole", rows, {}, writer, keep)
         finally:
@@ -240,14 +249,17 @@ class WindowReader:
             ) from None
 
     async def _whole(self, page: Page, index: int, listed: Any) -> Any:
-        """One listed row read whole; None when Graph no longer has it (a record is kept 30
-        days: one listed at the edge may be gone a moment later)."""
+        """One listed row read whole; None when Graph no longer has it because it reached the
+        end of Graph's keeping (a record is kept 30 days: one listed at the edge may be gone a
+        moment later). A row gone earlier than that fails the window, which the next run
+        reads again: a day is read once, and it must not lose a row to a passing error."""
         source = self._lane.source
         key = self._key(page, index, listed)
         try:
             return await self._graph.whole_row(source, key, self._report.stats)
         except GraphError as exc:
-            if exc.status != 404:
+            started = listed.get(source.event_field or "") if isinstance(listed, dict) else None
+            if exc.status != 404 or not self._at_the_edge(started):
                 raise
             log.warning(
                 "%s: %s was listed but Graph no longer has it (it keeps %d days): not archived",
@@ -256,6 +268,15 @@ class WindowReader:
                 source.history.days,
             )
             return None
+
+    def _at_the_edge(self, stamp: object) -> bool:
+        """True when a row stamped ``stamp`` is within a day of leaving Graph's keeping."""
+        try:
+            moment = parse_instant(stamp) if isinstance(stamp, str) else None
+        except InstantParseError:
+            return False
+        edge = self._now - self._lane.source.history + timedelta(days=1)
+        return moment is not None and moment < edge
 
 
 async def _cancel(task: asyncio.Future[Any]) -> None:

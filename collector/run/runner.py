@@ -43,7 +43,7 @@ from ..core.auth import (
 )
 from ..core.errors import CollectorError, ConfigError, StateConflictError
 from ..core.lanes import Lane, lanes, tenant_lanes
-from ..core.settings import Settings, check_start
+from ..core.settings import MAX_HISTORY, Settings, check_start
 from ..core.timefmt import format_instant
 from ..core.windows import Window, floor_to_midnight, history_edge, run_bounds
 from ..graph.budget import RequestBudget
@@ -324,7 +324,9 @@ class _SourceRun:
         self._labels: dict[Window, str] = {}
         per_log = min(
             settings.requests_per_minute_per_log,
-            settings.requests_per_minute / len(settings.sources),
+            # The app budget is shared by the call logs only (call records have their own).
+            settings.requests_per_minute
+            / max(1, sum(not s.records_budget for s in settings.sources)),
         )
         self._pace = Pace(
             state_blob.current.rows_per_day, per_log / cycle.budget_span, cycle.deadlines.hard
@@ -335,7 +337,14 @@ class _SourceRun:
         self._progress = SourceProgress(report, self._pace, per_log / cycle.budget_span)
         cycle.progress.append(self._progress)
         self._reader = WindowReader(
-            graph, store, lane, self._pace, report, lease.confirm, self._scheduler.widen
+            graph,
+            store,
+            lane,
+            self._pace,
+            report,
+            lease.confirm,
+            self._scheduler.widen,
+            cycle.now,
         )
 
     async def run(self) -> None:
@@ -370,9 +379,11 @@ class _SourceRun:
         whole day Graph still has of a source it keeps a short while (call records: 30
         days), saying so. A lane whose watermark fell behind that edge is told what is lost."""
         source, now = self._lane.source, self._cycle.now
+        start = self._settings.start
+        if source.history >= MAX_HISTORY:  # the call logs: check_start refuses older starts
+            return start
         edge = history_edge(now, source.history)
         current = self._state_blob.current
-        start = self._settings.start
         if current.watermark is None and start is not None and start < edge:
             log.warning(
                 "%s: COLLECTOR_START %s is more than %d days back, and Graph keeps no older "
@@ -405,7 +416,9 @@ class _SourceRun:
         plan = SettlePlan(
             settled,
             horizon,
-            self._settings.windows_in_flight,
+            # A day of records read whole is a run's work on its own (~40,000 requests for
+            # 20,000 records): one at a time, so a backfill commits a day per day's work.
+            1 if self._lane.source.expand is not None else self._settings.windows_in_flight,
             one_day=self._lane.source.read_once,
         )
         self._progress.plan_settle(settled, horizon)
