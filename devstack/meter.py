@@ -20,9 +20,8 @@ from urllib.parse import unquote
 
 import aiohttp
 from aiohttp import web
-from yarl import URL
 
-HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "host"})
+from .proxy import relay
 
 _BLOB_PUT = {
     "block": ("PutBlock", "write"),
@@ -139,22 +138,12 @@ class MeteringProxy:
             self.writes[folder] += 1
         if body:
             self.body_bytes[folder] += len(body)
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
-        async with self._session.request(
-            request.method,
-            URL(f"{self.target}{request.rel_url.raw_path_qs}", encoded=True),
-            headers=headers,
-            data=body or None,
-            allow_redirects=False,
-            # The storage signature covers Content-Type: never let aiohttp add one.
-            skip_auto_headers=("Content-Type", "User-Agent", "Accept-Encoding"),
-        ) as upstream:
-            payload = await upstream.read()
-            self.response_bytes += len(payload)
-            status = upstream.status
-            self.statuses["2xx" if 200 <= status < 300 else str(status)] += 1
-            relayed = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
-            return web.Response(status=status, headers=relayed, body=payload)
+        answer = await relay(self._session, self.target, request, body)
+        assert isinstance(answer.body, bytes)
+        self.response_bytes += len(answer.body)
+        status = answer.status
+        self.statuses["2xx" if 200 <= status < 300 else str(status)] += 1
+        return answer
 
     def app(self) -> web.Application:
         """Return the aiohttp application of the proxy."""

@@ -89,32 +89,16 @@ class ImmutableArchiveProxy:
         if replacing and blob is not None and await self._exists(*blob):
             self.refused.append(f"{request.method} {comp or 'blob'} {blob[1]}")
             return _immutable_error()
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         body = await request.read()
         if write:
             self.bytes_written += len(body)
-        async with self._session.request(
-            request.method,
-            URL(f"{self.target}{request.rel_url.raw_path_qs}", encoded=True),
-            headers=headers,
-            data=body or None,
-            allow_redirects=False,
-            # The storage signature covers Content-Type: never let aiohttp add one.
-            skip_auto_headers=("Content-Type", "User-Agent", "Accept-Encoding"),
-        ) as upstream:
-            payload = await upstream.read()
-            created = (
-                blob is not None
-                and request.method == "PUT"
-                and comp in ("", "blocklist")
-                and upstream.status == 201
-            )
-            if created and blob is not None:
-                self.created.append(BlobCreated(*blob, await self._content(*blob)))
-            if write:
-                self._maybe_cut(request, number, "after")
-            relayed = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
-            return web.Response(status=upstream.status, headers=relayed, body=payload)
+        answer = await relay(self._session, self.target, request, body)
+        created = request.method == "PUT" and comp in ("", "blocklist") and answer.status == 201
+        if created and blob is not None:
+            self.created.append(BlobCreated(*blob, await self._content(*blob)))
+        if write:
+            self._maybe_cut(request, number, "after")
+        return answer
 
     async def _exists(self, container: str, name: str) -> bool:
         assert self._service is not None
@@ -170,3 +154,23 @@ def _immutable_error() -> web.Response:
             f"<Message>{message}</Message></Error>"
         ),
     )
+
+
+async def relay(
+    session: aiohttp.ClientSession, target: str, request: web.Request, body: bytes
+) -> web.Response:
+    """Send ``request`` (its ``body`` read already) on to ``target`` unchanged, and return
+    the answer to relay."""
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+    async with session.request(
+        request.method,
+        URL(f"{target}{request.rel_url.raw_path_qs}", encoded=True),
+        headers=headers,
+        data=body or None,
+        allow_redirects=False,
+        # The storage signature covers Content-Type: never let aiohttp add one.
+        skip_auto_headers=("Content-Type", "User-Agent", "Accept-Encoding"),
+    ) as upstream:
+        payload = await upstream.read()
+        relayed = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
+        return web.Response(status=upstream.status, headers=relayed, body=payload)
