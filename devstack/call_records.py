@@ -48,7 +48,13 @@ DateTimeOffset being refused as OData refuses it, and how late records appear an
 Time: each record appears some time after its call ended (15 min to 6 h, some up to 30 h),
 may change until it settles (``version`` up, ``lastModifiedDateTime`` later: a session added
 or a stream's metrics updated; never later than 40 h after the call ended), and is gone
-``retention_days`` (30) after its start. The clock is ``CallRecords.now`` (None: real time).
+``retention_days`` (30) after the call ended. Off by default: records changed again 2-25 days
+later (``late_change_rate``), created 3-20 days late (``late_create_rate``), answering 500
+every time (``failing_rate``, ``fail_always``), town halls of up to 20,000 attendees with a
+session each (``huge_participants``, ``huge_session_per_attendee``), latency per megabyte
+(``latency_per_mb``) and answers rendered ahead (``prerender``). The synthetic records live in
+``call_records_data.py``, the limits in ``call_records_limits.py``. The clock is
+``CallRecords.now`` (None: real time).
 """
 
 from __future__ import annotations
@@ -56,30 +62,65 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import math
-import random
 import re
 import threading
-import time
-import unicodedata
 import uuid
-from bisect import bisect_left, bisect_right
-from collections import Counter, OrderedDict, deque
-from collections.abc import Callable, Iterable, Mapping
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import orjson
 from aiohttp import web
 
 from collector.core.errors import InstantParseError
-from collector.core.timefmt import TICKS_PER_SECOND, parse_ticks, to_ticks
+from collector.core.timefmt import parse_ticks, to_ticks
+from collector.graph.budget import CALL_RECORDS_PER_APP, RECORD_FIRST_PAGE, RECORD_LATER_PAGES
 
+from .call_records_data import (
+    HOUR,
+    METRIC_UPDATED,
+    MINUTE,
+    RETENTION_DAYS,
+    SESSION_ADDED,
+    CallRecordsConfig,
+    CallRecordSet,
+    Change,
+    RecordInfo,
+    stamp,
+)
+from .call_records_limits import PER_TENANT, CallRecordLimits, Limiter
 from .graph_errors import graph_error
 from .identity import TENANT_ID
-from .synthetic import TICKS_PER_DAY, format_ticks
+from .synthetic import format_ticks
+
+__all__ = [
+    "HOUR",
+    "LIST_PAGE_SIZE",
+    "METRIC_UPDATED",
+    "MINUTE",
+    "PARTICIPANTS_MAX_PAGE_SIZE",
+    "PARTICIPANTS_PAGE_SIZE",
+    "PER_TENANT",
+    "RETENTION_DAYS",
+    "SESSIONS_MAX_PAGE_SIZE",
+    "SESSIONS_PAGE_SIZE",
+    "SESSION_ADDED",
+    "SOURCE",
+    "CallRecordLimits",
+    "CallRecordSet",
+    "CallRecords",
+    "CallRecordsConfig",
+    "Change",
+    "Filter",
+    "RecordInfo",
+    "parse_filter",
+]
 
 if TYPE_CHECKING:
     from .graph_simulator import Fault, GraphSimulator
@@ -94,198 +135,9 @@ SESSIONS_MAX_PAGE_SIZE = 60
 PARTICIPANTS_PAGE_SIZE = 130
 """Participants a page holds (the documented maximum; the default is undocumented)."""
 PARTICIPANTS_MAX_PAGE_SIZE = 130
-RETENTION_DAYS = 30
-
-MINUTE = 60 * TICKS_PER_SECOND
-HOUR = 60 * MINUTE
-SESSION_ADDED = "session_added"
-METRIC_UPDATED = "metric_updated"
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
-
-# --------------------------------------------------------------------------- knobs
-
-
-@dataclass(frozen=True)
-class CallRecordsConfig:
-    """What a tenant's synthetic call records look like (the same seed and knobs always give
-    the same records)."""
-
-    records_per_day: int = 120
-    sessions: tuple[int, int] = (1, 50)
-    """Fewest and most sessions a record has: peer-to-peer calls have the fewest (or one
-    more), group calls a skewed count in between, huge meetings the most."""
-    huge_per_day: int = 1
-    """Huge meetings a day (hundreds of participants, the most sessions; megabytes)."""
-    huge_participants: tuple[int, int] = (200, 600)
-    retention_days: int = RETENTION_DAYS
-    change_rate: float = 0.35
-    """Share of records that change (1-3 times) after they first appear."""
-
-    def __post_init__(self) -> None:
-        low, high = self.sessions
-        if not 1 <= low <= high:
-            raise ValueError(f"sessions must be 1 <= low <= high, not {self.sessions}")
-        if not 1 <= self.huge_participants[0] <= self.huge_participants[1] <= 890:
-            raise ValueError("huge_participants must lie within 1..890")
-
-
-@dataclass(frozen=True)
-class CallRecordLimits:
-    """Graph's documented call-records limits (periods in seconds)."""
-
-    per_app: int = 1_500
-    per_tenant: int = 10_000
-    period: float = 20.0
-    record_first: int = 10
-    record_first_period: float = 20.0
-    record_later: int = 50
-    record_later_period: float = 300.0
-
-
-# --------------------------------------------------------------------------- records in time
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """A change of a record after it first appeared: ``at`` (ticks) it gets a new version."""
-
-    at: int
-    kind: str
-    """``session_added`` (sessions ``session`` .. ``session + count - 1`` appear) or
-    ``metric_updated`` (session ``session``'s first stream gets its final metrics)."""
-    session: int
-    count: int = 1
-
-
-@dataclass(frozen=True, slots=True)
-class RecordInfo:
-    """One call record's identity, shape and life in time (all instants in ticks since the
-    epoch; ``format_ticks`` writes them as Graph does)."""
-
-    id: str
-    start: int
-    end: int
-    type: str
-    sessions: int
-    """Sessions of the final version."""
-    participants: int
-    huge: bool
-    created: int
-    """``lastModifiedDateTime`` of version 1."""
-    available: int
-    """From this instant on, the record is listed and can be read."""
-    changes: tuple[Change, ...]
-    deleted: int
-    """From this instant on (``retention_days`` after the start), the record is gone."""
-
-    @property
-    def settled(self) -> int:
-        """The instant of the last change (the record never changes after it)."""
-        return self.changes[-1].at if self.changes else self.available
-
-    @property
-    def final_version(self) -> int:
-        return 1 + len(self.changes)
-
-    def visible_at(self, now: int) -> bool:
-        """Whether Graph lists and returns the record at ``now``."""
-        return self.available <= now < self.deleted
-
-    def applied(self, now: int) -> int:
-        """How many changes happened by ``now``."""
-        return sum(1 for change in self.changes if change.at <= now)
-
-    def version_at(self, now: int) -> int:
-        return 1 + self.applied(now)
-
-    def modified_at(self, now: int) -> int:
-        applied = self.applied(now)
-        return self.changes[applied - 1].at if applied else self.created
-
-    def sessions_at(self, now: int) -> int:
-        """How many sessions the record has at ``now``."""
-        return self.sessions - sum(
-            c.count for c in self.changes if c.kind == SESSION_ADDED and c.at > now
-        )
-
-
-# --------------------------------------------------------------------------- vocabulary
-
-
-_FIRST = (
-    "Ruwini", "Richard", "Zoë", "Łukasz", "Lei", "Ngozi", "José", "Αθηνά", "Søren", "Ольга",
-    "Siobhán", "Aiyana", "Mehmet", "Priya", "Kwame", "Yuki", "Fatima", "Lars", "Chloé", "Tomás",
-    "Ana", "Dmitri", "Amara", "Hiroshi", "Inês", "Oluwaseun", "Maëlle", "Björn", "Noa", "Rafael",
-)  # fmt: skip
-_LAST = (
-    "Perera", "Malk", "Ångström", "Żółkiewski", "Li", "Ọkọnkwọ", "Müller-Sánchez", "Papadopoulou",
-    "Kierkegård", "Иванова", "O'Brien", "Nakamura", "Yılmaz", "Sharma", "Mensah", "Haddad",
-    "Lindqvist", "Dubois", "García", "Kowalska", "Silva", "Novak", "Okafor", "Tanaka", "Rossi",
-    "Adeyemi", "Le Gall", "Eriksson", "Cohen", "Costa",
-)  # fmt: skip
-_PEOPLE_NS = uuid.UUID("0d7a1c55-3f43-4b0e-9a57-2c8e0c4b6f31")
-
-
-class _Site(NamedTuple):
-    prefix: str
-    """The first three octets: the subnet is ``prefix.0``."""
-    connection: str
-    poor: float
-    """Chance that a stream from this network is poor."""
-    public: str
-    """Reflexive (public) address prefix."""
-
-
-_SITES = (
-    _Site("10.10.1", "wired", 0.02, "20.190.128"),
-    _Site("10.10.2", "wifi", 0.06, "20.190.128"),
-    _Site("10.20.1", "wired", 0.02, "40.126.9"),
-    _Site("10.20.5", "wifi", 0.45, "40.126.9"),  # a congested floor
-    _Site("10.30.8", "wired", 0.04, "52.96.17"),
-    _Site("10.40.7", "wifi", 0.30, "52.96.17"),
-    _Site("172.16.4", "wired", 0.02, "13.107.6"),
-    _Site("192.168.1", "wifi", 0.15, "86.44.210"),  # at home
-    _Site("10.99.0", "mobile", 0.25, "100.64.3"),  # on the road
-)
-_HOME, _MOBILE = 7, 8
-_SITE_WEIGHTS = (14, 12, 14, 8, 12, 8, 10, 0, 0)
-_SERVICE = _Site("52.114.128", "wired", 0.01, "52.114.128")
-"""The conferencing service's side of group-call media."""
-_PSTN = _Site("52.112.64", "wired", 0.05, "52.112.64")
-_AGENTS = (
-    ("windows", "Teams/24165.1410.2974.6689", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Teams/24165.1410.2974.6689/49"),
-    ("macOS", "Teams/24165.1410.2974.6689", "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) Teams/24165.1410.2974.6689/49"),
-    ("iOS", "Teams/6.14.1", "Teams/6.14.1 (iPhone; iOS 17.5.1)"),
-    ("android", "Teams/1416/1.0.0.2024143201", "Teams/1416/1.0.0.2024143201 (Android 14; SM-S918B)"),
-    ("web", "TeamsWeb/24165", "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0.0.0 TeamsWeb/24165"),
-    ("roomSystem", "MTR/5.1.34.0", "CallSignalingAgent (MTR/5.1.34.0; Windows)"),
-)  # fmt: skip
-_CPUS = (
-    ("Intel(R) Core(TM) i7-1185G7 @ 3.00GHz", 8, 2995),
-    ("AMD Ryzen 7 PRO 7840U", 16, 3301),
-    ("Apple M2", 8, 3490),
-    ("Intel(R) Xeon(R) Platinum 8272CL CPU @ 2.60GHz", 2, 2594),
-)
-_DEVICES = (
-    ("Microphone (Jabra Evolve2 65)", "Speakers (Jabra Evolve2 65)"),
-    ("Microphone Array (Realtek(R) Audio)", "Speakers (Realtek(R) Audio)"),
-    ("MacBook Pro Microphone", "MacBook Pro Speakers"),
-    ("Default input device", "Default output device"),
-)
-_FAILURES = (
-    ("callSetup", "Media failed to connect: firewall blocked UDP 3478-3481"),
-    ("midcall", "Network connectivity lost"),
-    ("midcall", "Call dropped: client crashed"),
-)
-_LABELS = {
-    "audio": "main-audio",
-    "video": "main-video",
-    "videoBasedScreenSharing": "applicationsharing-video",
-    "screenSharing": "applicationsharing",
-    "data": "data",
-}
 _OPERATORS = {
     "ge": "GreaterThanOrEqual",
     "gt": "GreaterThan",
@@ -320,817 +172,6 @@ _SESSION_PROPERTIES = frozenset(
     }
 )
 _PARTICIPANT_PROPERTIES = frozenset({"id", "identity", "administrativeUnitInfos"})
-
-
-def _guid(rng: random.Random) -> str:
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
-
-
-def _duration(ms: int) -> str:
-    """An ISO 8601 duration as Graph writes media metrics: ``PT0.012S``."""
-    text = f"{ms / 1000:.3f}".rstrip("0").rstrip(".")
-    return f"PT{text}S"
-
-
-def _record_id(rng: random.Random, day_index: int) -> str:
-    """A random-looking GUID that tells its record's start day (so a get finds the record
-    without generating every day Graph keeps): the low 32 bits are the day XOR the high 32."""
-    value = uuid.UUID(int=rng.getrandbits(128), version=4).int
-    low = (day_index ^ (value >> 96)) & 0xFFFFFFFF
-    return str(uuid.UUID(int=(value & ~0xFFFFFFFF) | low))
-
-
-def _day_of(record_id: str) -> int:
-    value = uuid.UUID(record_id).int
-    return ((value & 0xFFFFFFFF) ^ (value >> 96)) & 0xFFFFFFFF
-
-
-def _stamp(ticks: int) -> str:
-    """An instant as Graph writes call records: up to seven fractional digits, trailing zeros
-    dropped (``2020-02-25T18:52:21.2169889Z``, ``2020-02-25T19:00:24.582757Z``,
-    ``2023-09-25T09:28:38Z``)."""
-    text = format_ticks(ticks)[:-1].rstrip("0").rstrip(".")
-    return text + "Z"
-
-
-def _micro(ticks: int) -> int:
-    """The first whole microsecond strictly after ``ticks`` (instants tests can hold in a
-    ``datetime``)."""
-    return ticks - ticks % 10 + 10
-
-
-def _fold(text: str) -> str:
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z]", "", ascii_text.lower())
-
-
-class _Person(NamedTuple):
-    id: str
-    name: str
-    upn: str
-    site: int
-
-
-class _Party(NamedTuple):
-    """A participant: who, how (user, guest, phone), and its participant_v2 object."""
-
-    kind: str
-    person: _Person | None
-    phone: str | None
-    participant: dict[str, Any]
-
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class _Lru(Generic[K, V]):
-    """A small least-recently-used cache (callers hold the lock)."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._items: OrderedDict[K, V] = OrderedDict()
-
-    def get(self, key: K) -> V | None:
-        found = self._items.get(key)
-        if found is not None:
-            self._items.move_to_end(key)
-        return found
-
-    def put(self, key: K, value: V) -> None:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self._size:
-            self._items.popitem(last=False)
-
-
-class _Detail(NamedTuple):
-    sessions: list[dict[str, Any]]
-    """Every session of the final version (with segments), in order."""
-    preliminary: dict[int, dict[str, Any]]
-    """Sessions as they read before their ``metric_updated`` change."""
-
-
-# --------------------------------------------------------------------------- one tenant
-
-
-class CallRecordSet:
-    """One tenant's call records, generated lazily per UTC day of their start (cheap
-    ``RecordInfo``s, cached per day) and per record (bodies, in small LRU caches)."""
-
-    def __init__(self, seed: int, tenant_id: str, config: CallRecordsConfig) -> None:
-        self.seed = seed
-        self.tenant_id = tenant_id
-        self.config = config
-        self._days: dict[int, list[RecordInfo]] = {}
-        self._by_id: dict[str, RecordInfo] = {}
-        self._lock = threading.RLock()
-        self._headers: _Lru[str, dict[str, Any]] = _Lru(4096)
-        self._parties: _Lru[str, list[_Party]] = _Lru(256)
-        self._details: _Lru[str, _Detail] = _Lru(128)
-        self._listings: _Lru[tuple[int, int, int], list[RecordInfo]] = _Lru(16)
-        self._people: list[_Person] | None = None
-
-    # ---- records and their times
-
-    def day(self, day_index: int) -> list[RecordInfo]:
-        """The records starting on UTC day ``day_index`` (days since the epoch), by start."""
-        with self._lock:
-            found = self._days.get(day_index)
-            if found is not None:
-                return found
-            rng = random.Random(f"{self.seed}:call_records:{day_index}")
-            count = self.config.records_per_day
-            base = day_index * TICKS_PER_DAY
-            # The first record starts exactly at midnight, a window boundary.
-            offsets = (
-                sorted([0] + [rng.randrange(TICKS_PER_DAY) for _ in range(count - 1)])
-                if count
-                else []
-            )
-            huge = set(rng.sample(range(count), min(count, self.config.huge_per_day)))
-            records = [self._info(rng, base + o, i in huge) for i, o in enumerate(offsets)]
-            records.sort(key=lambda r: (r.start, r.id))
-            self._days[day_index] = records
-            for record in records:
-                self._by_id[record.id] = record
-            return records
-
-    def _info(self, rng: random.Random, start: int, huge: bool) -> RecordInfo:
-        low, high = self.config.sessions
-        group = huge or rng.random() < 0.6
-        if not group:
-            seconds = min(2700, 20 + int(rng.expovariate(1 / 400)))
-            sessions = low if rng.random() < 0.9 or low == high else low + 1
-            participants = 2
-        elif huge:
-            seconds = rng.randint(45 * 60, 180 * 60)
-            sessions = high
-            participants = rng.randint(*self.config.huge_participants)
-        else:
-            seconds = rng.randint(5 * 60, 90 * 60)
-            # "Group calls typically have at least one session per participant."
-            participants = min(40, 3 + int(rng.expovariate(1 / 5)))
-            sessions = max(low, min(high, round(participants * rng.uniform(0.7, 1.4))))
-        end = start + seconds * TICKS_PER_SECOND + rng.randrange(TICKS_PER_SECOND)
-        record_id = _record_id(rng, start // TICKS_PER_DAY)
-        delay = (
-            rng.randint(15 * 60, 6 * 3600)
-            if rng.random() < 0.85
-            else rng.randint(6 * 3600, 30 * 3600)
-        )
-        available = _micro(end + delay * TICKS_PER_SECOND + rng.randrange(TICKS_PER_SECOND))
-        created = max(_micro(end), available - rng.randint(0, 300) * TICKS_PER_SECOND)
-        changes: list[Change] = []
-        if rng.random() < self.config.change_rate:
-            horizon = end + rng.randint(max(24 * 3600, delay + 1800), 40 * 3600) * TICKS_PER_SECOND
-            times = sorted(
-                {_micro(available + rng.randrange(horizon - available - 10)) for _ in range(3)}
-            )[: rng.randint(1, 3)]
-            kinds: list[tuple[str, int]] = []
-            added = 0
-            for _ in times:
-                room = sessions - 1 - added
-                if room >= 1 and rng.random() < 0.5:
-                    count = rng.randint(1, min(3, room))
-                    kinds.append((SESSION_ADDED, count))
-                    added += count
-                else:
-                    kinds.append((METRIC_UPDATED, 1))
-            base_sessions = sessions - added
-            updated = rng.sample(
-                range(base_sessions), min(base_sessions, sum(k == METRIC_UPDATED for k, _ in kinds))
-            )
-            first_added = base_sessions
-            for at, (kind, count) in zip(times, kinds, strict=True):
-                if kind == SESSION_ADDED:
-                    changes.append(Change(at, kind, first_added, count))
-                    first_added += count
-                elif updated:
-                    changes.append(Change(at, kind, updated.pop()))
-        return RecordInfo(
-            id=record_id,
-            start=start,
-            end=end,
-            type="groupCall" if group else "peerToPeer",
-            sessions=sessions,
-            participants=participants,
-            huge=huge,
-            created=created,
-            available=available,
-            changes=tuple(changes),
-            deleted=start + self.config.retention_days * TICKS_PER_DAY,
-        )
-
-    def between(self, start: int, end: int) -> list[RecordInfo]:
-        """Every record (visible or not) starting in ``[start, end)``, in list order."""
-        if end <= start:
-            return []
-        found: list[RecordInfo] = []
-        for day_index in range(start // TICKS_PER_DAY, (end - 1) // TICKS_PER_DAY + 1):
-            records = self.day(day_index)
-            starts = [r.start for r in records]
-            found.extend(records[bisect_left(starts, start) : bisect_left(starts, end)])
-        return found
-
-    def listing(self, start: int | None, end: int | None, now: int) -> list[RecordInfo]:
-        """The records Graph lists at ``now`` whose start is in ``[start, end)`` (None: open)."""
-        low = now - self.config.retention_days * TICKS_PER_DAY
-        low = low if start is None else max(start, low)
-        high = now + 1 if end is None else min(end, now + 1)
-        key = (low, high, now)
-        with self._lock:
-            cached = self._listings.get(key)
-            if cached is None:
-                cached = [r for r in self.between(low, high) if r.visible_at(now)]
-                self._listings.put(key, cached)
-            return cached
-
-    def find(self, record_id: str, now: int) -> RecordInfo | None:
-        """The record with ``record_id`` (generating its day if needed and Graph may still
-        keep it at ``now``)."""
-        with self._lock:
-            found = self._by_id.get(record_id.lower())
-            if found is None:
-                day_index = _day_of(record_id)
-                today = now // TICKS_PER_DAY
-                if today - self.config.retention_days - 1 <= day_index <= today + 1:
-                    self.day(day_index)
-                    found = self._by_id.get(record_id.lower())
-            return found
-
-    # ---- people
-
-    def _directory(self) -> list[_Person]:
-        if self._people is None:
-            rng = random.Random(f"{self.seed}:call_records:people")
-            names = [(f, la) for f in _FIRST for la in _LAST]
-            rng.shuffle(names)
-            people: list[_Person] = []
-            seen: set[str] = set()
-            for number, (first, last) in enumerate(names):
-                alias = f"{_fold(first) or 'user'}.{_fold(last) or 'user'}"
-                if alias in seen:
-                    alias = f"{alias}{number}"
-                seen.add(alias)
-                site = rng.choices(range(len(_SITES)), weights=_SITE_WEIGHTS)[0]
-                people.append(
-                    _Person(
-                        str(uuid.uuid5(_PEOPLE_NS, f"{self.tenant_id}/{alias}")),
-                        f"{first} {last}",
-                        f"{alias}@contoso.com",
-                        site,
-                    )
-                )
-            self._people = people
-        return self._people
-
-    def _user(self, person: _Person, principal: bool = False) -> dict[str, Any]:
-        user = {"id": person.id, "displayName": person.name, "tenantId": self.tenant_id}
-        if principal:
-            user["userPrincipalName"] = person.upn
-        return user
-
-    def _organizer(self, info: RecordInfo) -> _Person:
-        people = self._directory()
-        return people[random.Random(f"{self.seed}:{info.id}:organizer").randrange(len(people))]
-
-    def parties(self, info: RecordInfo) -> list[_Party]:
-        """The record's participants, the organizer first."""
-        with self._lock:
-            cached = self._parties.get(info.id)
-            if cached is not None:
-                return cached
-            rng = random.Random(f"{self.seed}:{info.id}:participants")
-            organizer = self._organizer(info)
-            people = [p for p in self._directory() if p.id != organizer.id]
-            others = rng.sample(people, info.participants - 1)
-            parties = [self._party("user", organizer, rng)]
-            for person in others:
-                draw = rng.random()
-                kind = "phone" if draw < 0.06 else "guest" if draw < 0.11 else "user"
-                parties.append(self._party(kind, person, rng))
-            self._parties.put(info.id, parties)
-            return parties
-
-    def _party(self, kind: str, person: _Person, rng: random.Random) -> _Party:
-        identity: dict[str, Any] = {
-            "@odata.type": "#microsoft.graph.communicationsIdentitySet",
-            **dict.fromkeys(
-                (
-                    "acsUser",
-                    "spoolUser",
-                    "phone",
-                    "guest",
-                    "encrypted",
-                    "onPremises",
-                    "acsApplicationInstance",
-                    "spoolApplicationInstance",
-                    "applicationInstance",
-                    "application",
-                    "device",
-                    "user",
-                )
-            ),
-        }
-        phone: str | None = None
-        if kind == "phone":
-            phone = "+1425555" + "".join(rng.choice("0123456789") for _ in range(4))
-            identity["phone"] = {"id": phone, "displayName": None, "tenantId": None}
-            participant_id = phone
-        elif kind == "guest":
-            participant_id = _guid(rng)
-            identity["guest"] = {
-                "id": participant_id,
-                "displayName": f"{person.name} (Guest)",
-                "tenantId": None,
-            }
-        else:
-            participant_id = person.id
-            identity["user"] = {
-                "@odata.type": "#microsoft.graph.userIdentity",
-                **self._user(person, principal=True),
-            }
-        participant = {"id": participant_id, "identity": identity, "administrativeUnitInfos": []}
-        return _Party(kind, person, phone, participant)
-
-    # ---- record bodies
-
-    def _header(self, info: RecordInfo) -> dict[str, Any]:
-        """The record's own properties that never change, in Graph's order."""
-        with self._lock:
-            cached = self._headers.get(info.id)
-            if cached is not None:
-                return cached
-            rng = random.Random(f"{self.seed}:{info.id}:header")
-            modalities = ["audio"]
-            if rng.random() < 0.55:
-                modalities.append("video")
-            if info.type == "groupCall" and rng.random() < 0.3:
-                modalities.append("screenSharing")
-            if rng.random() < 0.1:
-                modalities.append("videoBasedScreenSharing")
-            if rng.random() < 0.05:
-                modalities.append("data")
-            organizer = self._organizer(info)
-            join = None
-            if info.type == "groupCall":
-                thread = base64.b32encode(rng.randbytes(20)).decode().lower().rstrip("=")
-                join = (
-                    f"https://teams.microsoft.com/l/meetup-join/19%3ameeting_{thread}"
-                    f"%40thread.v2/0?context=%7b%22Tid%22%3a%22{self.tenant_id}%22%2c%22Oid"
-                    f"%22%3a%22{organizer.id}%22%7d"
-                )
-            header: dict[str, Any] = {
-                "type": info.type,
-                "modalities": modalities,
-                "startDateTime": _stamp(info.start),
-                "endDateTime": _stamp(info.end),
-                "joinWebUrl": join,
-                "organizer_v2": {
-                    "id": organizer.id,
-                    "identity": {"user": self._user(organizer)},
-                },
-            }
-            if rng.random() < 0.03:  # a property the collector has never heard of
-                header["futureProperty"] = {
-                    "addedBy": "a later Graph release",
-                    "n": rng.randint(0, 9),
-                }
-            self._headers.put(info.id, header)
-            return header
-
-    def record_at(self, info: RecordInfo, now: int) -> dict[str, Any]:
-        """The record as Graph returns it at ``now``, without relationships or annotations."""
-        header = self._header(info)
-        record: dict[str, Any] = {
-            "id": info.id,
-            "version": info.version_at(now),
-            "type": header["type"],
-            "modalities": header["modalities"],
-            "lastModifiedDateTime": _stamp(info.modified_at(now)),
-        }
-        record.update((k, v) for k, v in header.items() if k not in record)
-        return record
-
-    def _detail(self, info: RecordInfo) -> _Detail:
-        with self._lock:
-            cached = self._details.get(info.id)
-            if cached is None:
-                cached = self._build(info)
-                self._details.put(info.id, cached)
-            return cached
-
-    def _build(self, info: RecordInfo) -> _Detail:
-        rng = random.Random(f"{self.seed}:{info.id}:sessions")
-        parties = self.parties(info)
-        modalities: list[str] = self._header(info)["modalities"]
-        span = info.end - info.start
-        group = info.type == "groupCall"
-        sessions: list[dict[str, Any]] = []
-        for number in range(info.sessions):
-            if number == 0 or not group:
-                start, end = info.start, info.end
-            else:
-                start = info.start + rng.randrange(max(1, span * 3 // 4))
-                end = min(info.end, start + rng.randrange(MINUTE, max(MINUTE + 1, span)))
-            caller_party = (
-                parties[number % 2 if not group else number]
-                if (not group or number < len(parties))
-                else rng.choice(parties)
-            )
-            callee_party = parties[(number + 1) % 2] if not group else None
-            chosen = (
-                modalities
-                if number == 0
-                else ["audio"] + [m for m in modalities[1:] if rng.random() < 0.5]
-            )
-            sessions.append(
-                self._session(rng, info, start, end, chosen, caller_party, callee_party)
-            )
-        order = sorted(range(len(sessions)), key=lambda i: (i != 0, sessions[i]["startDateTime"]))
-        sessions = [sessions[i] for i in order]
-        preliminary: dict[int, dict[str, Any]] = {}
-        for change in info.changes:
-            if change.kind == METRIC_UPDATED:
-                earlier = orjson.loads(orjson.dumps(sessions[change.session]))
-                stream = earlier["segments"][0]["media"][0]["streams"][0]
-                loss = stream["averagePacketLossRate"]
-                stream["averagePacketLossRate"] = round(loss + 0.05 if loss < 0.05 else loss / 2, 4)
-                rtt = "PT0.999S" if stream["averageRoundTripTime"] != "PT0.999S" else "PT0.998S"
-                stream["averageRoundTripTime"] = rtt
-                preliminary[change.session] = earlier
-        return _Detail(sessions, preliminary)
-
-    def _endpoint(self, rng: random.Random, party: _Party | None) -> dict[str, Any]:
-        if party is None:  # the conferencing service
-            return {
-                "@odata.type": "#microsoft.graph.callRecords.serviceEndpoint",
-                "name": None,
-                "userAgent": {
-                    "@odata.type": "#microsoft.graph.callRecords.serviceUserAgent",
-                    "headerValue": "av-mcu/2024.7.5.2 (Microsoft Teams conferencing)",
-                    "role": "conferencing",
-                    "applicationVersion": None,
-                },
-            }
-        if party.kind == "phone":
-            agent: dict[str, Any] = {
-                "@odata.type": "#microsoft.graph.callRecords.clientUserAgent",
-                "headerValue": "PSTN Gateway",
-                "applicationVersion": None,
-                "platform": "unknown",
-                "productFamily": "unknown",
-                "azureADAppId": None,
-                "communicationServiceId": None,
-            }
-            identity: dict[str, Any] = {"phone": party.participant["identity"]["phone"]}
-        else:
-            platform, version, header = rng.choice(_AGENTS)
-            agent = {
-                "@odata.type": "#microsoft.graph.callRecords.clientUserAgent",
-                "headerValue": header,
-                "applicationVersion": version,
-                "platform": platform,
-                "productFamily": "teams",
-                "azureADAppId": None,
-                "communicationServiceId": None,
-            }
-            identity = (
-                {"guest": party.participant["identity"]["guest"]}
-                if party.kind == "guest"
-                else {"user": self._user(party.person)}
-                if party.person is not None
-                else {}
-            )
-        cpu, cores, speed = rng.choice(_CPUS)
-        endpoint: dict[str, Any] = {
-            "@odata.type": "#microsoft.graph.callRecords.participantEndpoint",
-            "name": f"machineName_{rng.randint(1, 999)}",
-            "cpuName": cpu,
-            "cpuCoresCount": cores,
-            "cpuProcessorSpeedInMhz": speed,
-            "userAgent": agent,
-            "identity": {"@odata.type": "#microsoft.graph.identitySet", **identity},
-        }
-        if rng.random() < 0.1:
-            endpoint["feedback"] = {
-                "@odata.type": "#microsoft.graph.callRecords.userFeedback",
-                "rating": rng.choice(("poor", "fair", "good", "excellent")),
-                "text": None,
-                "tokens": {
-                    "NoSound": False,
-                    "Echo": rng.random() < 0.3,
-                    "Noisy": rng.random() < 0.3,
-                },
-            }
-        return endpoint
-
-    def _session(
-        self,
-        rng: random.Random,
-        info: RecordInfo,
-        start: int,
-        end: int,
-        modalities: list[str],
-        caller_party: _Party,
-        callee_party: _Party | None,
-    ) -> dict[str, Any]:
-        caller = self._endpoint(rng, caller_party)
-        callee = self._endpoint(rng, callee_party)
-        caller_site = self._site(rng, caller_party)
-        callee_site = _SERVICE if callee_party is None else self._site(rng, callee_party)
-        failure = None
-        if rng.random() < 0.04:
-            stage, reason = rng.choice(_FAILURES)
-            failure = {"stage": stage, "reason": reason}
-        count = rng.randint(3, 5) if info.huge else (2 if rng.random() < 0.15 else 1)
-        bounds = sorted(
-            [start, end] + [start + rng.randrange(max(1, end - start)) for _ in range(count - 1)]
-        )
-        segments: list[dict[str, Any]] = []
-        for number in range(count):
-            segment: dict[str, Any] = {
-                "id": _guid(rng),
-                "startDateTime": _stamp(bounds[number]),
-                "endDateTime": _stamp(bounds[number + 1]),
-                "caller": caller,
-                "callee": callee,
-            }
-            if failure is not None and number == count - 1:
-                segment["failureInfo"] = failure
-            segment["media"] = [
-                self._media(rng, m, bounds[number], bounds[number + 1], caller_site, callee_site)
-                for m in modalities
-            ]
-            segments.append(segment)
-        session: dict[str, Any] = {
-            "id": _guid(rng),
-            "modalities": modalities,
-            "startDateTime": _stamp(start),
-            "endDateTime": _stamp(end),
-            "isTest": False,
-            "caller": caller,
-            "callee": callee,
-        }
-        if failure is not None:
-            session["failureInfo"] = failure
-        session["segments"] = segments
-        return session
-
-    @staticmethod
-    def _site(rng: random.Random, party: _Party) -> _Site:
-        if party.kind == "phone" or party.person is None:
-            return _PSTN
-        draw = rng.random()
-        return _SITES[_HOME if draw < 0.15 else _MOBILE if draw < 0.2 else party.person.site]
-
-    def _media(
-        self,
-        rng: random.Random,
-        modality: str,
-        start: int,
-        end: int,
-        caller_site: _Site,
-        callee_site: _Site,
-    ) -> dict[str, Any]:
-        return {
-            "label": _LABELS[modality],
-            "callerNetwork": _network(rng, caller_site),
-            "calleeNetwork": _network(rng, callee_site),
-            "callerDevice": _device(rng, modality),
-            "calleeDevice": _device(rng, modality),
-            "streams": [
-                _stream(rng, direction, modality, start, end, site, callee_site is _PSTN)
-                for direction, site in (
-                    ("callerToCallee", caller_site),
-                    ("calleeToCaller", caller_site),
-                )
-            ],
-        }
-
-    def sessions_at(
-        self,
-        info: RecordInfo,
-        now: int,
-        start: int = 0,
-        count: int | None = None,
-        *,
-        segments: bool,
-    ) -> list[dict[str, Any]]:
-        """Sessions ``start`` .. ``start + count`` as the record holds them at ``now``."""
-        detail = self._detail(info)
-        visible = info.sessions_at(now)
-        stop = visible if count is None else min(visible, start + count)
-        pending = {
-            c.session: detail.preliminary[c.session]
-            for c in info.changes
-            if c.kind == METRIC_UPDATED and c.at > now
-        }
-        found: list[dict[str, Any]] = []
-        for number in range(start, stop):
-            session = pending.get(number, detail.sessions[number])
-            found.append(
-                session if segments else {k: v for k, v in session.items() if k != "segments"}
-            )
-        return found
-
-    def participants(self, info: RecordInfo) -> list[dict[str, Any]]:
-        """The record's ``participants_v2``, in order."""
-        return [party.participant for party in self.parties(info)]
-
-    def merged(self, info: RecordInfo, now: int) -> dict[str, Any]:
-        """The record at ``now`` with every session (and its segments) and participant, as
-        the collector archives it (a copy the caller may change)."""
-        record = self.record_at(info, now)
-        record["sessions"] = self.sessions_at(info, now, segments=True)
-        record["participants_v2"] = self.participants(info)
-        copy: dict[str, Any] = orjson.loads(orjson.dumps(record))
-        return copy
-
-
-def _network(rng: random.Random, site: _Site) -> dict[str, Any]:
-    wifi = site.connection == "wifi"
-    poorish = site.poor > 0.2
-    ratio = round(rng.uniform(0.05, 0.4) if poorish else rng.uniform(0, 0.03), 3)
-    return {
-        "ipAddress": f"{site.prefix}.{rng.randint(2, 254)}",
-        "subnet": f"{site.prefix}.0",
-        "connectionType": site.connection,
-        "linkSpeed": rng.choice((144_000_000, 866_700_000, 54_000_000))
-        if wifi
-        else 10_000_000_000
-        if site is _SERVICE
-        else 1_000_000_000,
-        "reflexiveIPAddress": f"{site.public}.{rng.randint(2, 254)}",
-        "relayIPAddress": f"52.115.{rng.randint(0, 255)}.{rng.randint(2, 254)}",
-        "relayPort": rng.randint(3478, 3481),
-        "port": rng.randint(50_000, 50_059),
-        "macAddress": "02:00:00:00:00:00"
-        if rng.random() < 0.3
-        else ":".join(f"{rng.randrange(256):02X}" for _ in range(6)),
-        "networkTransportProtocol": "tcp" if rng.random() < 0.05 else "udp",
-        "dnsSuffix": None
-        if site.prefix.startswith(("192.", "52.", "100."))
-        else "corp.contoso.com",
-        "bandwidthLowEventRatio": ratio,
-        "delayEventRatio": round(ratio / 2, 3),
-        "receivedQualityEventRatio": ratio,
-        "sentQualityEventRatio": round(ratio * 0.8, 3),
-        "basicServiceSetIdentifier": ":".join(f"{rng.randrange(256):02x}" for _ in range(6))
-        if wifi
-        else None,
-        "wifiBand": rng.choice(("frequency24GHz", "frequency50GHz")) if wifi else None,
-        "wifiChannel": rng.choice((1, 6, 11, 36, 44, 149)) if wifi else None,
-        "wifiRadioType": rng.choice(("wifi80211n", "wifi80211ac", "wifi80211ax")) if wifi else None,
-        "wifiSignalStrength": rng.randint(20, 100) if wifi else None,
-        "wifiBatteryCharge": rng.randint(5, 100) if wifi else None,
-        "wifiMicrosoftDriver": "Microsoft Wi-Fi Direct Virtual Adapter" if wifi else None,
-        "wifiMicrosoftDriverVersion": "10.0.22621.1" if wifi else None,
-        "wifiVendorDriver": "Intel(R) Wi-Fi 6E AX211 160MHz" if wifi else None,
-        "wifiVendorDriverVersion": "23.30.0.6" if wifi else None,
-        "traceRouteHops": [],
-    }
-
-
-def _device(rng: random.Random, modality: str) -> dict[str, Any]:
-    capture, render = rng.choice(_DEVICES)
-    audio = modality == "audio"
-    return {
-        "captureDeviceName": capture if audio else None,
-        "captureDeviceDriver": "Microsoft: 10.0.22621.3672" if audio else None,
-        "renderDeviceName": render if audio else None,
-        "renderDeviceDriver": "Microsoft: 10.0.22621.3672" if audio else None,
-        "receivedSignalLevel": rng.randint(-40, -5) if audio else None,
-        "receivedNoiseLevel": rng.randint(-90, -50) if audio else None,
-        "sentSignalLevel": rng.randint(-40, -5) if audio else None,
-        "sentNoiseLevel": rng.randint(-90, -50) if audio else None,
-        "initialSignalLevelRootMeanSquare": round(rng.uniform(10, 200), 2) if audio else None,
-        "speakerGlitchRate": round(rng.uniform(0, 30), 2) if audio else None,
-        "micGlitchRate": round(rng.uniform(0, 30), 2) if audio else None,
-        "howlingEventCount": rng.randint(0, 2) if audio else None,
-        "lowSpeechLevelEventRatio": round(rng.uniform(0, 0.1), 3) if audio else None,
-        "lowSpeechToNoiseEventRatio": round(rng.uniform(0, 0.1), 3) if audio else None,
-        "deviceGlitchEventRatio": round(rng.uniform(0, 0.05), 3) if audio else None,
-        "deviceClippingEventRatio": round(rng.uniform(0, 0.05), 3) if audio else None,
-        "cpuInsufficentEventRatio": round(rng.uniform(0, 0.05), 3),
-        "captureNotFunctioningEventRatio": 0.0,
-        "renderNotFunctioningEventRatio": 0.0,
-        "renderMuteEventRatio": 0.0,
-        "renderZeroVolumeEventRatio": 0.0,
-    }
-
-
-def _stream(
-    rng: random.Random,
-    direction: str,
-    modality: str,
-    start: int,
-    end: int,
-    site: _Site,
-    pstn: bool,
-) -> dict[str, Any]:
-    poor = rng.random() < site.poor
-    loss = rng.uniform(0.1, 0.35) if poor else rng.uniform(0, 0.02)
-    jitter = rng.randint(31, 150) if poor else rng.randint(1, 20)
-    rtt = rng.randint(501, 1600) if poor else rng.randint(15, 180)
-    audio, video = modality == "audio", modality != "audio" and modality != "data"
-    packets = rng.randint(2**32, 2**40) if rng.random() < 0.01 else rng.randint(1_000, 5_000_000)
-    return {
-        "streamId": str(rng.randint(10**8, 4 * 10**9)),
-        "streamDirection": direction,
-        "startDateTime": _stamp(start),
-        "endDateTime": _stamp(end),
-        "averagePacketLossRate": round(loss, 4),
-        "maxPacketLossRate": round(min(1.0, loss + rng.uniform(0, 0.2)), 4),
-        "averageJitter": _duration(jitter),
-        "maxJitter": _duration(jitter + rng.randint(0, 60)),
-        "averageRoundTripTime": _duration(rtt),
-        "maxRoundTripTime": _duration(rtt + rng.randint(0, 400)),
-        "averageAudioDegradation": (
-            round(rng.uniform(1.0, 3.5) if poor else rng.uniform(0, 0.6), 2) if audio else None
-        ),
-        "averageAudioNetworkJitter": _duration(jitter) if audio else None,
-        "maxAudioNetworkJitter": _duration(jitter + rng.randint(0, 40)) if audio else None,
-        "averageRatioOfConcealedSamples": round(loss / 2, 4) if audio else None,
-        "maxRatioOfConcealedSamples": round(min(1.0, loss), 4) if audio else None,
-        "audioCodec": rng.choice(("satin", "opus", "silkWide")) if audio else None,
-        "isAudioForwardErrorCorrectionUsed": (rng.random() < 0.3) if audio else None,
-        "postForwardErrorCorrectionPacketLossRate": round(loss / 3, 4),
-        "averageBandwidthEstimate": rng.randint(50_000, 40_000_000),
-        "packetUtilization": packets,
-        "wasMediaBypassed": pstn and rng.random() < 0.5,
-        "videoCodec": rng.choice(("h264", "av1", "h264s")) if video else None,
-        "averageVideoFrameRate": round(rng.uniform(7, 30), 2) if video else None,
-        "averageReceivedFrameRate": round(rng.uniform(7, 30), 2) if video else None,
-        "lowFrameRateRatio": round(rng.uniform(0, 0.3 if poor else 0.05), 3) if video else None,
-        "averageVideoPacketLossRate": round(loss, 4) if video else None,
-        "averageVideoFrameLossPercentage": round(loss * 100, 2) if video else None,
-        "averageFreezeDuration": _duration(rng.randint(0, 900)) if video else None,
-        "rmsFreezeDuration": _duration(rng.randint(0, 1200)) if video else None,
-        "lowVideoProcessingCapabilityRatio": round(rng.uniform(0, 0.05), 3) if video else None,
-    }
-
-
-# --------------------------------------------------------------------------- limits
-
-
-class _Limiter:
-    """Sliding-window request counts per limit key, in real (monotonic) time."""
-
-    def __init__(self, limits: CallRecordLimits) -> None:
-        self.limits = limits
-        self._starts: dict[tuple[str, ...], deque[float]] = {}
-        self._lock = threading.Lock()
-        self._admitted = 0
-
-    def admit(
-        self, tenant: str, app: str, record: str | None, later: bool
-    ) -> tuple[str, float] | None:
-        """None when the request is within every limit (then counted), else the limit it
-        exceeds and the seconds until a slot frees."""
-        limits = self.limits
-        checks: list[tuple[str, tuple[str, ...], int, float]] = []
-        if record is not None:
-            if later:
-                checks.append(
-                    (
-                        "record_later",
-                        ("later", tenant, record),
-                        limits.record_later,
-                        limits.record_later_period,
-                    )
-                )
-            else:
-                checks.append(
-                    (
-                        "record_first",
-                        ("first", tenant, record),
-                        limits.record_first,
-                        limits.record_first_period,
-                    )
-                )
-        checks.append(("app", ("app", tenant, app), limits.per_app, limits.period))
-        checks.append(("tenant", ("tenant", tenant), limits.per_tenant, limits.period))
-        now = time.monotonic()
-        with self._lock:
-            windows: list[deque[float]] = []
-            for name, key, limit, period in checks:
-                window = self._starts.setdefault(key, deque())
-                while window and window[0] <= now - period:
-                    window.popleft()
-                if len(window) >= limit:
-                    return name, window[0] + period - now
-                windows.append(window)
-            for window in windows:
-                window.append(now)
-            self._admitted += 1
-            if self._admitted % 4096 == 0:  # forget records nobody asks for any more
-                longest = max(limits.period, limits.record_first_period, limits.record_later_period)
-                self._starts = {
-                    k: w for k, w in self._starts.items() if w and w[-1] > now - longest
-                }
-        return None
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -1275,7 +316,8 @@ class CallRecords:
 
     Routes (v1.0 and beta): ``GET /{v}/communications/callRecords`` (list),
     ``…/callRecords/{id}`` (get), ``…/{id}/sessions`` and ``…/{id}/participants_v2`` (pages),
-    and the control endpoint ``/_sim/call-records/{now|config|throttle|stats|expected}``.
+    and the control endpoint ``/_sim/call-records/{now|config|throttle|fail|prerender|stats|
+    expected}``.
 
     Tests set ``now`` (an ISO 8601 string, an aware ``datetime``, ticks, or None for real
     time), knobs (``configure(...)``, the page sizes, ``latency``, ``multi_expand``) and
@@ -1296,13 +338,25 @@ class CallRecords:
         self.list_page_size = LIST_PAGE_SIZE
         self.sessions_page_size = SESSIONS_PAGE_SIZE
         self.participants_page_size = PARTICIPANTS_PAGE_SIZE
+        # The most a ``Prefer: odata.maxpagesize`` gets (the documented maxima); tests lower
+        # them with the page sizes, so that small pages stay small whatever a client asks.
+        self.list_max_page_size = LIST_PAGE_SIZE
+        self.sessions_max_page_size = SESSIONS_MAX_PAGE_SIZE
+        self.participants_max_page_size = PARTICIPANTS_MAX_PAGE_SIZE
         self.multi_expand = False
         """Allow ``$expand=sessions($expand=segments),participants_v2`` (the docs say a get
         expands a single relationship, so it is refused by default)."""
         self.latency = 0.0
-        """Seconds each call-record request takes to answer."""
+        """Seconds each call-record request takes before it is answered (a caller running
+        Graph's time faster scales it as it scales ``throttle``)."""
+        self.latency_per_mb = 0.0
+        """Seconds more per megabyte (``BYTES_PER_MB``) of the answer's body, slept before the
+        answer is sent: a town hall's pages take longer than a peer-to-peer call's."""
         self.forgotten: set[str] = set()
         """Records listed but no longer readable (``forget``)."""
+        self._failing: set[str] = set()
+        self._healed: set[str] = set()
+        self._prerendered: _Prerendered | None = None
         self.stats: Counter[str] = Counter()
         self.arrivals: list[tuple[str, str]] = []
         """(kind, path and query) of every call-record request, in arrival order."""
@@ -1310,7 +364,7 @@ class CallRecords:
         """Called with the kind and running count of call-record requests before each is
         answered."""
         self._sets: dict[tuple[str, int], CallRecordSet] = {}
-        self._limiter: _Limiter | None = None
+        self._limiter: Limiter | None = None
         self._lock = threading.Lock()
 
     # ---- knobs
@@ -1321,28 +375,26 @@ class CallRecords:
         with self._lock:
             self.config = replace(config or self.config, **changes)
             self._sets.clear()
+            self._prerendered = None
 
     def throttle(
         self,
         scale: float = 1.0,
         *,
-        per_app: int = 1_500,
-        per_tenant: int = 10_000,
-        record_first: int = 10,
-        record_later: int = 50,
+        per_app: int = CALL_RECORDS_PER_APP.count,
+        per_tenant: int = PER_TENANT,
+        record_first: int = RECORD_FIRST_PAGE.count,
+        record_later: int = RECORD_LATER_PAGES.count,
     ) -> None:
-        """Enforce Graph's call-records limits (periods of 20 s and 5 min times ``scale``);
-        counting starts afresh."""
-        self._limiter = _Limiter(
+        """Enforce Graph's call-records limits (their periods, 20 s and 5 min, times
+        ``scale``); counting starts afresh."""
+        self._limiter = Limiter(
             CallRecordLimits(
                 per_app=per_app,
                 per_tenant=per_tenant,
-                period=20.0 * scale,
                 record_first=record_first,
-                record_first_period=20.0 * scale,
                 record_later=record_later,
-                record_later_period=300.0 * scale,
-            )
+            ).scaled(scale)
         )
 
     def unthrottle(self) -> None:
@@ -1369,6 +421,16 @@ class CallRecords:
             return found
 
     # ---- ground truth for tests
+
+    def versions(
+        self, tenant: str | None, record_id: str, as_of: str | datetime | int | None = None
+    ) -> list[tuple[int, str]]:
+        """Every (``version``, ``lastModifiedDateTime`` as Graph writes it) the record had by
+        ``as_of`` (default ``now``), oldest first; empty before it appeared, or for an id
+        Graph no longer keeps then."""
+        now = self.now_ticks() if as_of is None else _ticks(as_of)
+        info = self.data(tenant).find(record_id, now)
+        return [] if info is None else [(v, stamp(at)) for v, at in info.versions(now)]
 
     def timeline(
         self, tenant: str | None, start: str | datetime | int, end: str | datetime | int
@@ -1488,25 +550,152 @@ class CallRecords:
             "request-id": request_id,
             "client-request-id": request.headers.get("client-request-id", request_id),
         }
+        ask = _Ask(
+            kind,
+            request.match_info["version"],
+            record_id,
+            request.rel_url.raw_path,
+            request.query,
+            request.headers.get("Prefer", ""),
+        )
         try:
-            if kind == "list":
-                body = self._list_page(request, tenant_id, headers)
-            elif kind == "get":
-                body = self._record(request, tenant_id, headers)
-            elif kind == "sessions":
-                body = self._sessions_page(request, tenant_id, headers)
+            # A page fault changes the answer: only a clean request may be served ready-made.
+            ready = None if fault is not None else self._ready(ask, tenant_id)
+            if ready is not None:
+                data, tally = ready.body, Counter(ready.tally)
+                headers.update(ready.headers)
+                tally["answers_prerendered"] += 1
             else:
-                body = self._participants_page(request, tenant_id, headers)
+                tally = Counter()
+                body = self._render(ask, tenant_id, headers, tally)
+                if fault is not None:
+                    _spoil(body, fault, f"{self._sim.base_url}{path_qs}")
+                data = orjson.dumps(body)
         except _Problem as refused:
-            self._count("not_found" if refused.status == 404 else "bad_request")
+            self._count(_PROBLEM_STATS.get(refused.status, "bad_request"))
             return graph_error(refused.status, refused.code, refused.message, request_id)
-        if fault is not None:
-            _spoil(body, fault, f"{self._sim.base_url}{path_qs}")
-        data = orjson.dumps(body)
-        self._count(bytes_served=len(data))
+        self._count(bytes_served=len(data), **tally)
+        if self.latency_per_mb:
+            await asyncio.sleep(len(data) / BYTES_PER_MB * self.latency_per_mb)
         return web.Response(
             body=data, content_type="application/json", charset="utf-8", headers=headers
         )
+
+    def _render(
+        self, ask: _Ask, tenant_id: str, headers: dict[str, str], tally: Counter[str]
+    ) -> dict[str, Any]:
+        """The body of the answer to ``ask`` (raise ``_Problem`` for an error answer)."""
+        if ask.kind == "list":
+            return self._list_page(ask, tenant_id, headers, tally)
+        if ask.kind == "get":
+            return self._record(ask, tenant_id, headers, tally)
+        if ask.kind == "sessions":
+            return self._sessions_page(ask, tenant_id, headers, tally)
+        return self._participants_page(ask, tenant_id, headers, tally)
+
+    # ---- answers rendered ahead
+
+    def _ready_key(self, ask: _Ask, tenant_id: str) -> tuple[Any, ...]:
+        """What a ready-made answer depends on besides the clock and the records: the path as
+        sent (its next links repeat it), the decoded query, the page size asked for (only a
+        first page reads ``Prefer``; later ones carry theirs in the token) and the knobs."""
+        prefer = None if "$skiptoken" in ask.query else _preferred(ask.prefer)
+        return (
+            tenant_id,
+            ask.kind,
+            ask.raw_path,
+            tuple(ask.query.items()),
+            prefer,
+            self.list_page_size,
+            self.sessions_page_size,
+            self.participants_page_size,
+            self.multi_expand,
+        )
+
+    def _ready(self, ask: _Ask, tenant_id: str) -> _Ready | None:
+        """The prerendered answer to ``ask``, if there is one for the present."""
+        store = self._prerendered
+        if store is None or store.at != self.now_ticks():
+            return None
+        if ask.record_id is not None:  # forgotten or failing since: answer as Graph would
+            self._visible(tenant_id, ask.record_id, store.at)
+        return store.answers.get(self._ready_key(ask, tenant_id))
+
+    def prerender(
+        self,
+        tenant: str | None,
+        start: str | datetime | int,
+        end: str | datetime | int,
+        *,
+        prefer: int | None = None,
+        version: str = "v1.0",
+        lists: Iterable[str] | None = None,
+    ) -> int:
+        """Render ahead every answer a collector asks for about the records starting in
+        ``[start, end)`` at the present ``now`` (which must be fixed): each record's first
+        page with its sessions expanded (``$expand=sessions($expand=segments)``) and every
+        sessions page after it, every participants page, and every page of the listings whose
+        ``$filter`` texts are ``lists`` (default: ``startDateTime ge <start> and
+        startDateTime lt <end>``). ``prefer`` is the ``Prefer: odata.maxpagesize`` the client
+        sends. Serving one is then a dictionary lookup, byte for byte the answer rendering
+        would give; anything else is rendered as usual. Calls add to what is ready while the
+        clock stays; moving ``now`` or ``configure`` drops it all (``unprerender``). Returns
+        how many answers are ready; ``stats["answers_prerendered"]`` counts those served."""
+        if self.now is None:
+            raise ValueError("prerender needs a fixed clock: set CallRecords.now first")
+        at = self.now_ticks()
+        tenant_id = tenant or TENANT_ID
+        low, high = _ticks(start), _ticks(end)
+        store = self._prerendered
+        if store is None or store.at != at:
+            store = self._prerendered = _Prerendered(at, {})
+        data = self.data(tenant_id)
+        prefer_header = "" if prefer is None else f"odata.maxpagesize={prefer}"
+        root = f"/{version}/communications/callRecords"
+        firsts: list[_Ask] = []
+        texts = (
+            [f"startDateTime ge {format_ticks(low)} and startDateTime lt {format_ticks(high)}"]
+            if lists is None
+            else list(lists)
+        )
+        firsts += [_Ask("list", version, None, root, {"$filter": t}, prefer_header) for t in texts]
+        for info in data.between(low, high):
+            if not info.visible_at(at):
+                continue
+            path = f"{root}/{info.id}"
+            firsts.append(
+                _Ask(
+                    "get",
+                    version,
+                    info.id,
+                    path,
+                    {"$expand": "sessions($expand=segments)"},
+                    prefer_header,
+                )
+            )
+            participants = path + "/participants_v2"
+            firsts.append(_Ask("participants", version, info.id, participants, {}, prefer_header))
+        with contextlib.suppress(_Problem):  # failing or forgotten: answered afresh each time
+            for first in firsts:
+                for ask, ready in self._walk(first, tenant_id):
+                    store.answers[self._ready_key(ask, tenant_id)] = ready
+        return len(store.answers)
+
+    def _walk(self, first: _Ask, tenant_id: str) -> Iterator[tuple[_Ask, _Ready]]:
+        """``first`` and the requests its answers' next links lead to, each with its answer,
+        in order."""
+        ask: _Ask | None = first
+        while ask is not None:
+            headers: dict[str, str] = {}
+            tally: Counter[str] = Counter()
+            body = self._render(ask, tenant_id, headers, tally)
+            yield ask, _Ready(orjson.dumps(body), headers, dict(tally))
+            link = body.get("@odata.nextLink", body.get("sessions@odata.nextLink"))
+            ask = None if link is None else _follow(ask, link)
+
+    def unprerender(self) -> None:
+        """Drop every prerendered answer."""
+        self._prerendered = None
 
     def _count(self, *keys: str, **amounts: int) -> None:
         with self._lock:
@@ -1515,14 +704,12 @@ class CallRecords:
             for key, amount in amounts.items():
                 self.stats[key] += amount
 
-    def _page_size(
-        self, request: web.Request, default: int, most: int, headers: dict[str, str]
-    ) -> int:
+    def _page_size(self, ask: _Ask, default: int, most: int, headers: dict[str, str]) -> int:
         """The page size: ``Prefer: odata.maxpagesize`` (up to ``most``) or ``default``."""
-        found = re.search(r"odata\.maxpagesize\s*=\s*(\d+)", request.headers.get("Prefer", ""))
-        if found is None or int(found[1]) < 1:
+        asked = _preferred(ask.prefer)
+        if asked is None:
             return default
-        size = min(int(found[1]), max(most, default))
+        size = min(asked, max(most, default))
         headers["Preference-Applied"] = f"odata.maxpagesize={size}"
         return size
 
@@ -1531,10 +718,41 @@ class CallRecords:
         record between a client's listing and its read (at the 30-day edge)."""
         self.forgotten.add(record_id)
 
+    def fail_always(self, record_id: str) -> None:
+        """Answer 500 to every read of this record (its first page, its sessions and its
+        participants pages) from now on, while still listing it: a record Graph cannot
+        serve, which a collector must give up on without losing the rest of its day."""
+        self._failing.add(record_id.lower())
+        self._healed.discard(record_id.lower())
+
+    def heal(self, record_id: str) -> None:
+        """Answer for this record again (``fail_always``, or chosen by ``failing_rate``)."""
+        self._failing.discard(record_id.lower())
+        self._healed.add(record_id.lower())
+
+    @property
+    def failing(self) -> frozenset[str]:
+        """The ids of the records answering 500: those ``fail_always`` named and those
+        ``failing_rate`` chose among the records generated so far (``timeline`` generates
+        a span's), less those healed."""
+        with self._lock:
+            sets = list(self._sets.values())
+        chosen = {info.id for data in sets for info in data.known() if info.failing}
+        return frozenset((chosen | self._failing) - self._healed)
+
+    def _fails(self, info: RecordInfo) -> bool:
+        return info.id in self._failing or (info.failing and info.id not in self._healed)
+
     def _visible(self, tenant_id: str, record_id: str, now: int) -> RecordInfo:
         info = self.data(tenant_id).find(record_id, now)
         if info is None or not info.visible_at(now) or record_id in self.forgotten:
             raise _Problem(404, "NotFound", f"The call record '{record_id}' was not found.")
+        if self._fails(info):
+            raise _Problem(
+                500,
+                "InternalServerError",
+                f"An internal server error occurred while reading the call record '{info.id}'.",
+            )
         return info
 
     def _context(self, version: str, tail: str) -> str:
@@ -1552,11 +770,11 @@ class CallRecords:
         return result
 
     def _list_page(
-        self, request: web.Request, tenant_id: str, headers: dict[str, str]
+        self, ask: _Ask, tenant_id: str, headers: dict[str, str], tally: Counter[str]
     ) -> dict[str, Any]:
-        query = request.query
+        query = ask.query
         _check_options(query, ("$filter", "$skiptoken", "$select"))
-        version = request.match_info["version"]
+        version = ask.version
         wanted = parse_filter(query["$filter"]) if "$filter" in query else Filter()
         names = _names(query)
         now = self.now_ticks()
@@ -1569,7 +787,7 @@ class CallRecords:
                 if any(p["id"].lower() == wanted.participant for p in data.participants(r))
             ]
         first = 0
-        size = self._page_size(request, self.list_page_size, LIST_PAGE_SIZE, headers)
+        size = self._page_size(ask, self.list_page_size, self.list_max_page_size, headers)
         if "$skiptoken" in query:
             state = _decode_token(query["$skiptoken"], "l")
             size = state["n"]
@@ -1594,18 +812,18 @@ class CallRecords:
             params = [(k, query[k]) for k in ("$filter", "$select") if k in query]
             token = _encode_token({"k": "l", "s": page[-1].start, "i": page[-1].id, "n": size})
             body["@odata.nextLink"] = _link(
-                self._sim.base_url, request.rel_url.raw_path, [*params, ("$skiptoken", token)]
+                self._sim.base_url, ask.raw_path, [*params, ("$skiptoken", token)]
             )
-        self._count(records_listed=len(page))
+        _tally(tally, records_listed=len(page))
         return body
 
     def _record(
-        self, request: web.Request, tenant_id: str, headers: dict[str, str]
+        self, ask: _Ask, tenant_id: str, headers: dict[str, str], tally: Counter[str]
     ) -> dict[str, Any]:
-        query = request.query
+        query = ask.query
         _check_options(query, ("$expand", "$select"))
-        version = request.match_info["version"]
-        record_id = request.match_info["id"]
+        version = ask.version
+        record_id = ask.record_id or ""
         now = self.now_ticks()
         info = self._visible(tenant_id, record_id, now)
         data = self.data(tenant_id)
@@ -1634,7 +852,7 @@ class CallRecords:
         )
         if "participants_v2" in expand:
             size = self._page_size(
-                request, self.participants_page_size, PARTICIPANTS_MAX_PAGE_SIZE, headers
+                ask, self.participants_page_size, self.participants_max_page_size, headers
             )
             everyone = data.participants(info)
             if size < len(everyone):
@@ -1643,11 +861,11 @@ class CallRecords:
                     self._sim.base_url, record_path + "/participants_v2", [("$skiptoken", token)]
                 )
             body["participants_v2"] = everyone[:size]
-            self._count(participants_served=len(body["participants_v2"]))
+            _tally(tally, participants_served=len(body["participants_v2"]))
         if "sessions" in expand:
             segments = "segments" in expand
             size = self._page_size(
-                request, self.sessions_page_size, SESSIONS_MAX_PAGE_SIZE, headers
+                ask, self.sessions_page_size, self.sessions_max_page_size, headers
             )
             sessions = data.sessions_at(info, now, 0, size, segments=segments)
             body["sessions"] = sessions
@@ -1657,14 +875,14 @@ class CallRecords:
                 body["sessions@odata.nextLink"] = _link(
                     self._sim.base_url, record_path + "/sessions", [*params, ("$skiptoken", token)]
                 )
-            self._count(sessions_served=len(sessions))
-        self._count(records_served=1)
+            _tally(tally, sessions_served=len(sessions))
+        _tally(tally, records_served=1)
         return body
 
     def _sessions_page(
-        self, request: web.Request, tenant_id: str, headers: dict[str, str]
+        self, ask: _Ask, tenant_id: str, headers: dict[str, str], tally: Counter[str]
     ) -> dict[str, Any]:
-        query = request.query
+        query = ask.query
         _check_options(query, ("$expand", "$skiptoken", "$select"))
         expand = query.get("$expand", "").strip()
         if expand not in ("", "segments"):
@@ -1674,11 +892,11 @@ class CallRecords:
                 f"Could not find a property named '{expand}' on type "
                 "'microsoft.graph.callRecords.session'.",
             )
-        version = request.match_info["version"]
+        version = ask.version
         now = self.now_ticks()
-        info = self._visible(tenant_id, request.match_info["id"], now)
+        info = self._visible(tenant_id, ask.record_id or "", now)
         offset, size = self._offset(
-            request, "s", info.id, self.sessions_page_size, SESSIONS_MAX_PAGE_SIZE, headers
+            ask, "s", info.id, self.sessions_page_size, self.sessions_max_page_size, headers
         )
         names = _names(query)
         if names is not None and expand:
@@ -1699,21 +917,21 @@ class CallRecords:
             token = _encode_token({"k": "s", "r": info.id, "o": offset + size, "n": size})
             params = [(k, query[k]) for k in ("$expand", "$select") if k in query]
             body["@odata.nextLink"] = _link(
-                self._sim.base_url, request.rel_url.raw_path, [*params, ("$skiptoken", token)]
+                self._sim.base_url, ask.raw_path, [*params, ("$skiptoken", token)]
             )
-        self._count(sessions_served=len(sessions))
+        _tally(tally, sessions_served=len(sessions))
         return body
 
     def _participants_page(
-        self, request: web.Request, tenant_id: str, headers: dict[str, str]
+        self, ask: _Ask, tenant_id: str, headers: dict[str, str], tally: Counter[str]
     ) -> dict[str, Any]:
-        query = request.query
+        query = ask.query
         _check_options(query, ("$skiptoken", "$select"))
-        version = request.match_info["version"]
+        version = ask.version
         now = self.now_ticks()
-        info = self._visible(tenant_id, request.match_info["id"], now)
+        info = self._visible(tenant_id, ask.record_id or "", now)
         offset, size = self._offset(
-            request, "p", info.id, self.participants_page_size, PARTICIPANTS_MAX_PAGE_SIZE, headers
+            ask, "p", info.id, self.participants_page_size, self.participants_max_page_size, headers
         )
         everyone = self.data(tenant_id).participants(info)
         names = _names(query)
@@ -1729,36 +947,38 @@ class CallRecords:
             token = _encode_token({"k": "p", "r": info.id, "o": offset + size, "n": size})
             params = [("$select", query["$select"])] if "$select" in query else []
             body["@odata.nextLink"] = _link(
-                self._sim.base_url, request.rel_url.raw_path, [*params, ("$skiptoken", token)]
+                self._sim.base_url, ask.raw_path, [*params, ("$skiptoken", token)]
             )
-        self._count(participants_served=len(page))
+        _tally(tally, participants_served=len(page))
         return body
 
     def _offset(
         self,
-        request: web.Request,
+        ask: _Ask,
         kind: str,
         record_id: str,
         default: int,
         most: int,
         headers: dict[str, str],
     ) -> tuple[int, int]:
-        if "$skiptoken" in request.query:
-            state = _decode_token(request.query["$skiptoken"], kind, record_id)
+        if "$skiptoken" in ask.query:
+            state = _decode_token(ask.query["$skiptoken"], kind, record_id)
             offset = state.get("o")
             if not isinstance(offset, int) or offset < 0:
                 raise _Problem(400, "BadRequest", "The $skiptoken is not valid.")
             return offset, int(state["n"])
-        return 0, self._page_size(request, default, most, headers)
+        return 0, self._page_size(ask, default, most, headers)
 
     # ---- control endpoint
 
     async def _control(self, request: web.Request) -> web.Response:
         """``/_sim/call-records/now`` (GET; POST ``{"now": iso | null}``), ``config`` (POST
         knobs: ``CallRecordsConfig`` fields, ``list_page_size``, ``sessions_page_size``,
-        ``participants_page_size``, ``latency``, ``multi_expand``), ``throttle`` (POST
-        ``{"scale": 1.0, …}`` or ``{"off": true}``), ``stats`` (GET), ``expected`` (GET
-        ``?start=…&end=…[&tenant=…]``)."""
+        ``participants_page_size``, ``latency``, ``latency_per_mb``, ``multi_expand``),
+        ``throttle`` (POST ``{"scale": 1.0, …}`` or ``{"off": true}``), ``fail`` (POST
+        ``{"id": …[, "heal": true]}``), ``prerender`` (POST ``{"start": …, "end": …[,
+        "tenant", "prefer", "version", "lists"]}`` or ``{"off": true}``), ``stats`` (GET),
+        ``expected`` (GET ``?start=…&end=…[&tenant=…]``)."""
         action = request.match_info["action"]
         if action == "now":
             if request.method == "POST":
@@ -1770,8 +990,9 @@ class CallRecords:
             for name in ("list_page_size", "sessions_page_size", "participants_page_size"):
                 if name in spec:
                     setattr(self, name, int(spec.pop(name)))
-            if "latency" in spec:
-                self.latency = float(spec.pop("latency"))
+            for name in ("latency", "latency_per_mb"):
+                if name in spec:
+                    setattr(self, name, float(spec.pop(name)))
             if "multi_expand" in spec:
                 self.multi_expand = bool(spec.pop("multi_expand"))
             known = {f.name for f in fields(CallRecordsConfig)}
@@ -1788,6 +1009,24 @@ class CallRecords:
             else:
                 self.throttle(**spec)
             return web.json_response({"ok": True})
+        if action == "fail" and request.method == "POST":
+            spec = dict(await request.json())
+            (self.heal if spec.get("heal") else self.fail_always)(str(spec["id"]))
+            return web.json_response({"failing": sorted(self.failing)})
+        if action == "prerender" and request.method == "POST":
+            spec = dict(await request.json())
+            if spec.get("off"):
+                self.unprerender()
+                return web.json_response({"answers": 0})
+            ready = self.prerender(
+                spec.get("tenant"),
+                spec["start"],
+                spec["end"],
+                prefer=spec.get("prefer"),
+                version=spec.get("version", "v1.0"),
+                lists=spec.get("lists"),
+            )
+            return web.json_response({"answers": ready})
         if action == "stats":
             with self._lock:
                 return web.json_response(dict(self.stats))
@@ -1796,6 +1035,59 @@ class CallRecords:
             records = self.expected(query.get("tenant"), query["start"], query["end"])
             return web.Response(body=orjson.dumps(records), content_type="application/json")
         raise web.HTTPNotFound()
+
+
+class _Ask(NamedTuple):
+    """One call-record request, as its answer depends on it."""
+
+    kind: str
+    """``list``, ``get``, ``sessions`` or ``participants``."""
+    version: str
+    record_id: str | None
+    raw_path: str
+    query: Mapping[str, str]
+    """Decoded query options, in the order sent."""
+    prefer: str
+    """The ``Prefer`` header."""
+
+
+class _Ready(NamedTuple):
+    """A prerendered answer: its body, the headers it adds, and what it counts in ``stats``."""
+
+    body: bytes
+    headers: dict[str, str]
+    tally: dict[str, int]
+
+
+@dataclass
+class _Prerendered:
+    at: int
+    """The present the answers hold for."""
+    answers: dict[tuple[Any, ...], _Ready]
+
+
+_PROBLEM_STATS = {404: "not_found", 500: "record_failed"}
+"""The ``stats`` key an error answer counts under (else ``bad_request``)."""
+BYTES_PER_MB = 1_000_000
+"""What ``latency_per_mb`` counts as a megabyte of answer body."""
+
+
+def _preferred(prefer: str) -> int | None:
+    """The page size a ``Prefer`` header asks for (``odata.maxpagesize=N``, N >= 1)."""
+    found = re.search(r"odata\.maxpagesize\s*=\s*(\d+)", prefer)
+    return None if found is None or int(found[1]) < 1 else int(found[1])
+
+
+def _follow(ask: _Ask, link: str) -> _Ask:
+    """The request a next link makes (same kind of answer, except a record's sessions link,
+    which leads to sessions pages)."""
+    parts = urlsplit(link)
+    kind = "sessions" if ask.kind == "get" else ask.kind
+    return ask._replace(kind=kind, raw_path=parts.path, query=dict(parse_qsl(parts.query)))
+
+
+def _tally(tally: Counter[str], **amounts: int) -> None:
+    tally.update(amounts)
 
 
 def _parse_expand(text: str, multiple: bool) -> set[str]:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from azure.storage.blob import BlobServiceClient
 
 from collector.core.settings import Settings, load_settings
+from collector.core.slices import slice_horizon
 from collector.core.sources import SOURCES, Source
 from collector.core.timefmt import format_instant
 from collector.core.windows import plan_windows, run_bounds
@@ -40,7 +41,8 @@ def run_demo(days: int = 3) -> int:
         )
         print(
             f"Collecting {format_instant(start)} .. now - 60 min with: python -m collector run"
-            "\n(the dial-out report and call records: only whole days past the 48 h lateness)\n",
+            "\n(the dial-out report: only whole days past the 48 h lateness; call records: "
+            "hours past it)\n",
             flush=True,
         )
         command = [sys.executable, "-m", "collector", "run", "--as-of", format_instant(now)]
@@ -84,8 +86,10 @@ def _read(
     settings: Settings, source: Source, start: datetime, now: datetime
 ) -> list[tuple[datetime, datetime]]:
     """The ranges of ``source`` a first run as of ``now`` reads: to ``now - lag``, or, for a
-    source read once, its whole days past the lateness."""
+    source read once, its whole days past the lateness (call records: hours)."""
     bounds = run_bounds(now, settings.lag, settings.lateness, start, source.read_once)
+    if source.expand is not None:  # call records: every hour past the lateness
+        return [(bounds.start, slice_horizon(now, settings.lag, settings.lateness))]
     if not source.read_once:
         return [(start, bounds.end)]
     return [(w.start, w.end) for w in plan_windows(bounds.start, bounds.end)]

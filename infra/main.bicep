@@ -151,6 +151,17 @@ param graphTimeoutSeconds int = 100
 @description('Windows of one source read at once during catch-up (COLLECTOR_WINDOWS_IN_FLIGHT).')
 param windowsInFlight int = 16
 
+@description('Graph\'s call-record limit spans (20 s, 5 min) times this, above 0 and at most 1 (GRAPH_CALL_RECORDS_PERIOD_SCALE); 1 in Azure: less is for tests against a simulator scaled alike.')
+param graphCallRecordsPeriodScale string = '1'
+
+@description('Days after a day ends at which its call records are listed again for records that changed or appeared (CALL_RECORDS_REVISIT_DAYS): ascending, at most 28; none: no revisits.')
+param callRecordsRevisitDays string = '3,7,14,28'
+
+@description('Reads of a call record that keeps failing before it is set aside (CALL_RECORDS_ATTEMPTS).')
+@minValue(1)
+@maxValue(20)
+param callRecordsAttempts int = 3
+
 @description('Hours without a successful collection before an alert fires.')
 param noSuccessAlertHours int = 3
 
@@ -370,6 +381,9 @@ module function 'modules/function.bicep' = {
       COLLECTOR_TIME_BUDGET_SECONDS: string(timeBudgetSeconds)
       COLLECTOR_LEASE_SECONDS: string(leaseSeconds)
       COLLECTOR_WINDOWS_IN_FLIGHT: string(windowsInFlight)
+      GRAPH_CALL_RECORDS_PERIOD_SCALE: graphCallRecordsPeriodScale
+      CALL_RECORDS_REVISIT_DAYS: callRecordsRevisitDays
+      CALL_RECORDS_ATTEMPTS: string(callRecordsAttempts)
       ARCHIVE_DELETE_AFTER_DAYS: string(archiveDeleteAfterDays)
       COLLECTOR_TENANTS: multiTenant ? collectorTenants : ''
       COLLECTOR_APP_CLIENT_ID: multiTenant ? multiTenantApp.outputs.appId : ''

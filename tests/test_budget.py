@@ -1,4 +1,5 @@
-"""The request budget (pure, on a fake clock): never more than the limit in any 60 s span."""
+"""The request budget (pure, on a fake clock): never more than the limit in any 60 s span,
+and call records' own limits in their own spans (20 s, 5 min, scaled on their own)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,21 @@ import asyncio
 import random
 from collections.abc import Sequence
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.graph.budget import RequestBudget, Scope
+from collector.graph.budget import (
+    CALL_RECORDS_PER_APP,
+    RECORD_FIRST_PAGE,
+    RECORD_LATER_PAGES,
+    RECORDS_MARGIN_SECONDS,
+    RequestBudget,
+    Scope,
+)
+
+M = RECORDS_MARGIN_SECONDS
+"""Call records' spans are stretched by this (0.3 s): their limits' waits end that much later."""
 
 
 class FakeTime:
@@ -173,7 +185,9 @@ def test_call_records_keep_1500_per_20_seconds() -> None:
 
     starts = asyncio.run(main())
     assert max_in_any_span(starts, 20.0) == 1_500
-    assert starts[-1] == 40.0  # 1,500 at 0, 1,500 at 20, the last 100 at 40
+    assert max_in_any_span(starts, 20.0 + M) == 1_500  # the margin holds too
+    # 1,500 at 0, 1,500 at 20.3, the last 100 at 40.6: the margin, not the call logs' 1 s.
+    assert starts[-1] == pytest.approx(2 * (20.0 + M))
 
 
 def test_a_record_has_its_own_limits_for_its_first_and_its_later_pages() -> None:
@@ -197,9 +211,11 @@ def test_a_record_has_its_own_limits_for_its_first_and_its_later_pages() -> None
         return first + more, other, later
 
     first, other, later = asyncio.run(main())
-    assert first == [0.0] * 10 + [20.0]  # 10 per 20 s for a record's first page
+    due = 20.0 + M
+    assert first == pytest.approx([0.0] * 10 + [due])  # 10 per 20 s for a record's first page
     assert other == [0.0, 0.0, 0.0]  # another record is not held to the first one's limit
-    assert later == [20.0] * 50 + [320.0]  # 50 per 5 minutes for its later pages
+    # 50 per 5 minutes for its later pages
+    assert later == pytest.approx([due] * 50 + [due + 300.0 + M])
 
 
 def test_a_429_on_a_record_at_its_own_limit_pauses_only_that_record() -> None:
@@ -236,3 +252,52 @@ def test_a_429_on_a_record_below_its_own_limit_pauses_every_call_record_request(
         return logs, time.now
 
     assert asyncio.run(main()) == (0.0, 30.0)  # the call logs' budget is another
+
+
+def test_records_scale_shrinks_call_records_spans_and_their_margin_not_the_call_logs() -> None:
+    time = FakeTime()
+    # Graph's minute shrunk to 6 s for the call logs does not shrink the call records' spans
+    # (it did once: they followed ``period / 60``); records_scale does, margin included.
+    budget = RequestBudget(
+        per_log=1, per_app=200, period=6.0, clock=time.clock, sleep=time.sleep, margin=0,
+        records_scale=0.05,
+    )  # fmt: skip
+    assert budget.span == 6.0
+    assert budget.records_span(CALL_RECORDS_PER_APP) == pytest.approx((20.0 + M) * 0.05)
+    assert budget.records_span(RECORD_FIRST_PAGE) == pytest.approx(1.015)  # 20 s -> 1 s
+    assert budget.records_span(RECORD_LATER_PAGES) == pytest.approx(15.015)  # 5 min -> 15 s
+
+    async def pages(scope: Scope, count: int) -> list[float]:
+        out = []
+        for _ in range(count):
+            await budget.acquire(scope)
+            out.append(time.now)
+        return out
+
+    async def main() -> tuple[list[float], list[float], list[float], list[float]]:
+        logs = await pages(Scope("pstn"), 2)
+        first = await pages(Scope("call_records", records=True, record="r"), 11)
+        later = await pages(Scope("call_records", records=True, record="r", later=True), 51)
+        listing = await pages(Scope("call_records", records=True), 1_500)
+        return logs, first, later, listing
+
+    logs, first, later, listing = asyncio.run(main())
+    assert logs == [0.0, 6.0]  # the call logs' minute: 6 s, as given
+    assert first == pytest.approx([6.0] * 10 + [6.0 + 1.015])
+    assert later == pytest.approx([7.015] * 50 + [7.015 + 15.015])
+    # 1,500 per 1.015 s in all: 61 of them already started in the span before.
+    assert max_in_any_span([*first, *later, *listing], 1.015) == 1_500
+
+
+def test_unscaled_call_records_keep_graphs_own_spans_whatever_the_call_logs_minute() -> None:
+    for period in (1.0, 60.0):
+        budget = RequestBudget(per_log=50, per_app=200, period=period)
+        assert budget.records_span(RECORD_FIRST_PAGE) == pytest.approx(20.3)
+        assert budget.records_span(RECORD_LATER_PAGES) == pytest.approx(300.3)
+        assert budget.records_span(CALL_RECORDS_PER_APP) == pytest.approx(20.3)
+
+
+@pytest.mark.parametrize("scale", [0.0, -0.1, 1.5, float("nan")])
+def test_records_scale_is_above_0_and_at_most_1(scale: float) -> None:
+    with pytest.raises(ValueError, match="records_scale"):
+        RequestBudget(per_log=50, per_app=200, records_scale=scale)

@@ -6,7 +6,10 @@ limits, and the ground truth (``expected``) the collector's archive is checked a
 from __future__ import annotations
 
 import asyncio
+import time
+import tracemalloc
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, NamedTuple
 from urllib.parse import quote
@@ -17,7 +20,8 @@ import pytest
 from yarl import URL
 
 from collector.core.timefmt import TICKS_PER_SECOND, parse_ticks
-from devstack.call_records import METRIC_UPDATED, SESSION_ADDED, RecordInfo
+from collector.graph.budget import CALL_RECORDS_PER_APP, RECORD_FIRST_PAGE, RECORD_LATER_PAGES
+from devstack.call_records import METRIC_UPDATED, SESSION_ADDED, CallRecordLimits, RecordInfo
 from devstack.graph_simulator import Fault
 from devstack.stack import GraphStack
 from devstack.synthetic import TICKS_PER_DAY, Tenant, format_ticks
@@ -347,10 +351,12 @@ def _stamp(ticks: int) -> str:
     return format_ticks(ticks)[:-1].rstrip("0").rstrip(".") + "Z"
 
 
-def test_records_are_deleted_thirty_days_after_their_start(graph: GraphStack) -> None:
+def test_records_are_deleted_thirty_days_after_their_call_ended(graph: GraphStack) -> None:
     records = graph.simulator.call_records
     info = day_records(graph)[0]
-    assert info.deleted == info.start + 30 * TICKS_PER_DAY
+    # "A call record is created after a call or meeting ends and remains available for 30
+    # days": the end, not the start, starts the 30 days.
+    assert info.deleted == info.end + 30 * TICKS_PER_DAY > info.start + 30 * TICKS_PER_DAY
 
     async def go() -> None:
         async with Client(graph) as client:
@@ -362,10 +368,10 @@ def test_records_are_deleted_thirty_days_after_their_start(graph: GraphStack) ->
             for path in ("", "/sessions", "/participants_v2"):
                 gone = await client.get(f"{ROOT}/{info.id}{path}")
                 assert gone.status == 404 and gone.body["error"]["code"] == "NotFound"
-            # Without a filter: what Graph keeps, the last 30 days.
+            # Without a filter: what Graph keeps, the calls that ended in the last 30 days.
             everything = [r for page in await client.pages(ROOT) for r in page["value"]]
-            starts = [parse_ticks(r["startDateTime"]) for r in everything]
-            assert min(starts) > info.start and info.id not in [r["id"] for r in everything]
+            ends = [parse_ticks(r["endDateTime"]) for r in everything]
+            assert min(ends) > info.end and info.id not in [r["id"] for r in everything]
 
     run(go())
 
@@ -613,3 +619,320 @@ def test_a_get_finds_a_record_never_listed_and_unknown_ids_are_not_found(
         run(go())
     finally:
         fresh.stop()
+
+
+# --------------------------------------------------------------------------- enterprise scale
+
+
+def test_late_changes_come_days_after_the_call_and_every_version_is_known(
+    graph: GraphStack,
+) -> None:
+    records = graph.simulator.call_records
+    plain = day_records(graph)
+    records.configure(records_per_day=30, late_change_rate=1.0)
+    late = day_records(graph)
+    # The knob adds one change to each record and moves nothing else.
+    assert [replace(r, changes=r.changes[:-1]) for r in late] == plain
+    for info in late:
+        change = info.changes[-1]
+        assert change.kind == METRIC_UPDATED
+        assert 2 * TICKS_PER_DAY <= change.at - info.end <= 25 * TICKS_PER_DAY
+        assert change.at > max([c.at for c in info.changes[:-1]], default=info.available)
+    info = next(r for r in late if len(r.changes) == 1)  # only the late change
+    change = info.changes[0]
+
+    async def go() -> None:
+        async with Client(graph) as client:
+            records.now = change.at - 1
+            before = await client.archived(info.id)
+            records.now = change.at
+            after = await client.archived(info.id)
+            assert (before["version"], after["version"]) == (1, 2)
+            assert after["lastModifiedDateTime"] == _stamp(change.at)
+            assert before["sessions"] != after["sessions"]
+            assert after == next(
+                r for r in records.expected(None, DAY, NEXT_DAY) if r["id"] == info.id
+            )
+
+    run(go())
+    assert records.versions(None, info.id, as_of=change.at - 1) == [(1, _stamp(info.created))]
+    assert records.versions(None, info.id, as_of=change.at) == [
+        (1, _stamp(info.created)),
+        (2, _stamp(change.at)),
+    ]
+    several = next(r for r in late if len(r.changes) >= 3)
+    assert [v for v, _ in records.versions(None, several.id, as_of=several.settled)] == list(
+        range(1, several.final_version + 1)
+    )
+    assert records.versions(None, several.id, as_of=several.available - 1) == []
+    settled = records.expected(None, DAY, NEXT_DAY, as_of=info.end + TICKS_PER_DAY + 1)
+    assert {r["id"]: r["version"] for r in settled}[info.id] == 1
+
+
+def test_records_created_days_late_appear_only_then(graph: GraphStack) -> None:
+    records = graph.simulator.call_records
+    plain = {r.id: r for r in day_records(graph)}
+    records.configure(records_per_day=30, late_create_rate=1.0)
+    late = day_records(graph)
+    for info in late:
+        assert 3 * TICKS_PER_DAY <= info.available - info.end <= 20 * TICKS_PER_DAY
+        shift = info.available - plain[info.id].available
+        # Its changes follow its creation as they followed it before.
+        assert [c.at - shift for c in info.changes] == [c.at for c in plain[info.id].changes]
+    info = late[0]
+
+    async def go() -> None:
+        async with Client(graph) as client:
+            records.now = info.available - 1
+            assert info.id not in [r["id"] for r in await client.listed(DAY, NEXT_DAY)]
+            assert (await client.get(f"{ROOT}/{info.id}")).status == 404
+            records.now = info.available
+            assert info.id in [r["id"] for r in await client.listed(DAY, NEXT_DAY)]
+            assert (await client.ok(f"{ROOT}/{info.id}"))["version"] == 1
+
+    run(go())
+    assert records.expected(None, DAY, NEXT_DAY, as_of=info.available - 1) == [
+        r
+        for r in records.expected(None, DAY, NEXT_DAY, as_of=info.available - 1)
+        if r["id"] != info.id
+    ]
+
+
+def test_a_failing_record_answers_500_every_time_but_is_listed(graph: GraphStack) -> None:
+    records = graph.simulator.call_records
+    info = day_records(graph)[4]
+    records.fail_always(info.id)
+    assert records.failing == {info.id}
+
+    async def go() -> None:
+        async with Client(graph) as client:
+            for _ in range(2):
+                for path in (
+                    "",
+                    "?$expand=sessions($expand=segments)",
+                    "/sessions",
+                    "/participants_v2",
+                ):
+                    failed = await client.get(f"{ROOT}/{info.id}{path}")
+                    assert failed.status == 500, path
+                    assert failed.body["error"]["code"] == "InternalServerError"
+                    assert failed.body["error"]["innerError"]["request-id"]
+            assert info.id in [r["id"] for r in await client.listed(DAY, NEXT_DAY)]
+            records.heal(info.id)
+            assert (await client.get(f"{ROOT}/{info.id}/sessions")).status == 200
+
+    run(go())
+    assert records.stats["record_failed"] == 8 and records.failing == set()
+    records.configure(records_per_day=30, failing_rate=0.5)
+    chosen = {r.id for r in day_records(graph) if r.failing}
+    assert 0 < len(chosen) < 30 and records.failing == chosen
+    records.heal(min(chosen))
+    assert records.failing == chosen - {min(chosen)}
+
+
+def test_a_town_hall_has_a_session_per_attendee_served_a_page_at_a_time(
+    graph: GraphStack,
+) -> None:
+    records = graph.simulator.call_records
+    with pytest.raises(ValueError, match="huge_participants"):
+        records.configure(huge_participants=(20_001, 20_001))
+    records.configure(
+        records_per_day=3, huge_participants=(10_000, 10_000), huge_session_per_attendee=True
+    )
+    huge = next(r for r in day_records(graph) if r.huge)
+    assert huge.participants == 10_000 and huge.sessions >= 10_000 and huge.town_hall
+    data = records.data()
+    tracemalloc.start()
+    try:
+        last = data.sessions_at(huge, parse_ticks(NOW), huge.sessions - 3, 60, segments=True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(last) == 3 and peak < 100_000_000  # a page's worth, not the meeting's
+    everyone = data.participants(huge)
+    assert len({p["id"] for p in everyone}) == 10_000
+    callers = {
+        s["caller"]["identity"].get("user", {}).get("id")
+        for s in data.sessions_at(huge, parse_ticks(NOW), 9_000, 60, segments=False)
+    }
+    assert len(callers) > 50  # later sessions are the crowd's own, not the directory's
+
+    async def go() -> None:
+        async with Client(graph) as client:
+            first = await client.ok(f"{ROOT}/{huge.id}?$expand=sessions($expand=segments)")
+            assert len(first["sessions"]) == 20 and "sessions@odata.nextLink" in first
+            page = await client.ok(f"{ROOT}/{huge.id}/participants_v2")
+            assert [p["id"] for p in page["value"]] == [p["id"] for p in everyone[:130]]
+
+    run(go())
+    # A smaller town hall, read whole, is exactly the ground truth.
+    records.configure(
+        records_per_day=3, huge_participants=(150, 150), huge_session_per_attendee=True
+    )
+    small = next(r for r in day_records(graph) if r.huge)
+
+    async def whole() -> dict[str, Any]:
+        async with Client(graph) as client:
+            return await client.archived(small.id)
+
+    record = run(whole())
+    assert len(record["sessions"]) == 150 == len(record["participants_v2"])
+    assert record == next(r for r in records.expected(None, DAY, NEXT_DAY) if r["id"] == small.id)
+
+
+def test_latency_grows_with_the_answers_size(graph: GraphStack) -> None:
+    records = graph.simulator.call_records
+    huge = next(r for r in day_records(graph) if r.huge)
+    small = next(r for r in day_records(graph) if r.sessions == 1)
+    records.latency, records.latency_per_mb = 0.05, 2.0
+
+    async def timed(client: Client, path: str) -> tuple[float, int]:
+        started = time.monotonic()
+        reply = await client.get(path)
+        assert reply.status == 200
+        return time.monotonic() - started, len(orjson.dumps(reply.body))
+
+    async def go() -> None:
+        async with Client(graph) as client:
+            big_time, big_size = await timed(
+                client, f"{ROOT}/{huge.id}?$expand=sessions($expand=segments)"
+            )
+            small_time, small_size = await timed(client, f"{ROOT}/{small.id}")
+            assert big_size > 100_000 > small_size
+            assert big_time >= 0.05 + big_size / 1_000_000 * 2.0 * 0.95
+            assert 0.05 <= small_time < big_time
+
+    run(go())
+
+
+def test_a_record_is_kept_thirty_days_after_its_call_ended_not_started(
+    graph: GraphStack,
+) -> None:
+    records = graph.simulator.call_records
+    huge = next(r for r in day_records(graph) if r.huge)  # 45 minutes to 3 hours long
+    assert huge.end - huge.start >= 45 * 60 * TICKS_PER_SECOND
+
+    async def go() -> None:
+        async with Client(graph) as client:
+            records.now = huge.start + 30 * TICKS_PER_DAY + (huge.end - huge.start) // 2
+            assert huge.id in [r["id"] for r in await client.listed(DAY, NEXT_DAY)]
+            assert (await client.get(f"{ROOT}/{huge.id}/participants_v2")).status == 200
+            records.now = huge.end + 30 * TICKS_PER_DAY
+            assert huge.id not in [r["id"] for r in await client.listed(DAY, NEXT_DAY)]
+            assert (await client.get(f"{ROOT}/{huge.id}")).status == 404
+
+    run(go())
+
+
+def test_prerendered_answers_are_byte_identical_and_cost_no_rendering(
+    graph: GraphStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = graph.simulator.call_records
+    records.configure(records_per_day=10, huge_per_day=1)
+    records.sessions_page_size, records.participants_page_size = 4, 30
+    text = f"startDateTime ge {DAY} and startDateTime lt {NEXT_DAY}"
+
+    async def fetch_all(client: Client) -> dict[str, tuple[bytes, str | None]]:
+        """Every page a collector reads of the day: URL -> (body, Preference-Applied)."""
+        found: dict[str, tuple[bytes, str | None]] = {}
+
+        async def follow(url: str, link_key: str = "@odata.nextLink") -> list[Any]:
+            bodies: list[Any] = []
+            while url:
+                prefer = {"Prefer": "odata.maxpagesize=7"}
+                headers = {"Authorization": f"Bearer {client.token}", **prefer}
+                async with client.session.get(URL(url, encoded=True), headers=headers) as answer:
+                    assert answer.status == 200
+                    raw = await answer.read()
+                    found[url] = (raw, answer.headers.get("Preference-Applied"))
+                bodies.append(orjson.loads(raw))
+                url = bodies[-1].get(link_key) or bodies[-1].get("@odata.nextLink") or ""
+                link_key = "@odata.nextLink"
+            return bodies
+
+        listed = [
+            r
+            for page in await follow(graph.graph_url + window(DAY, NEXT_DAY))
+            for r in page["value"]
+        ]
+        assert len(listed) > 7
+        for record in listed:
+            base = f"{graph.graph_url}{ROOT}/{record['id']}"
+            await follow(f"{base}?$expand=sessions($expand=segments)", "sessions@odata.nextLink")
+            await follow(f"{base}/participants_v2")
+        return found
+
+    async def go() -> tuple[dict[str, Any], dict[str, Any]]:
+        async with Client(graph) as client:
+            rendered = await fetch_all(client)
+            ready = records.prerender(None, DAY, NEXT_DAY, prefer=7, lists=[text])
+            assert ready == len(rendered)
+
+            def no_rendering(*_: Any) -> Any:
+                raise AssertionError("a prerendered answer was rendered again")
+
+            monkeypatch.setattr(records, "_render", no_rendering)
+            served = await fetch_all(client)
+            monkeypatch.undo()
+            return rendered, served
+
+    rendered, served = run(go())
+    assert served == rendered and len(served) > 20
+    assert records.stats["answers_prerendered"] == len(served)
+
+    async def later() -> None:
+        records.now = "2026-10-28T00:00:00Z"  # another present: the answers would differ
+        async with Client(graph) as client:
+            await client.ok(window(DAY, NEXT_DAY))
+
+    run(later())
+    assert records.stats["answers_prerendered"] == len(served)
+
+
+def test_limits_are_the_collectors_budget() -> None:
+    limits = CallRecordLimits()
+    assert (limits.per_app, limits.period) == (
+        CALL_RECORDS_PER_APP.count,
+        CALL_RECORDS_PER_APP.seconds,
+    )
+    assert (limits.record_first, limits.record_first_period) == (
+        RECORD_FIRST_PAGE.count,
+        RECORD_FIRST_PAGE.seconds,
+    )
+    assert (limits.record_later, limits.record_later_period) == (
+        RECORD_LATER_PAGES.count,
+        RECORD_LATER_PAGES.seconds,
+    )
+    stack = GraphStack(Tenant(seed=5, rows_per_day={}))
+    try:
+        stack.simulator.call_records.throttle(scale=0.5)
+        assert stack.simulator.call_records.limits == limits.scaled(0.5)
+        assert (
+            stack.simulator.call_records.limits.record_later_period
+            == RECORD_LATER_PAGES.seconds / 2
+        )
+    finally:
+        stack.stop()
+
+
+def test_page_sizes_asked_beyond_the_documented_maxima_are_capped(graph: GraphStack) -> None:
+    records = graph.simulator.call_records
+    records.configure(
+        records_per_day=70, huge_participants=(200, 200), huge_session_per_attendee=True
+    )
+    huge = next(r for r in day_records(graph) if r.huge)
+
+    async def go() -> None:
+        async with Client(graph) as client:
+            for path, key, most in (
+                (window(DAY, NEXT_DAY), "value", 60),
+                (f"{ROOT}/{huge.id}?$expand=sessions", "sessions", 60),
+                (f"{ROOT}/{huge.id}/sessions", "value", 60),
+                (f"{ROOT}/{huge.id}/participants_v2", "value", 130),
+                (f"{ROOT}/{huge.id}?$expand=participants_v2", "participants_v2", 130),
+            ):
+                reply = await client.get(path, prefer=1000)
+                assert reply.status == 200 and len(reply.body[key]) == most, path
+                assert reply.headers["Preference-Applied"] == f"odata.maxpagesize={most}"
+
+    run(go())

@@ -27,6 +27,9 @@ def test_defaults() -> None:
     assert s.start is None
     assert s.schedule == "0 5 * * * *"
     assert s.identity_client_id is None
+    assert s.records_period_scale == 1.0
+    assert s.revisit_days == (3, 7, 14, 28)
+    assert s.record_attempts == 3
 
 
 def test_everything_set() -> None:
@@ -71,6 +74,22 @@ def test_everything_set() -> None:
         ("ARCHIVE_DELETE_AFTER_DAYS", "36501", "from 5 "),
         ("ARCHIVE_DELETE_AFTER_DAYS", "-1", "to 36500"),
         ("ARCHIVE_DELETE_AFTER_DAYS", "30d", "whole number of days"),
+        ("GRAPH_CALL_RECORDS_PERIOD_SCALE", "0", "above 0 and at most 1"),
+        ("GRAPH_CALL_RECORDS_PERIOD_SCALE", "-0.5", "above 0 and at most 1"),
+        ("GRAPH_CALL_RECORDS_PERIOD_SCALE", "1.5", "above 0 and at most 1"),
+        ("GRAPH_CALL_RECORDS_PERIOD_SCALE", "nan", "above 0 and at most 1"),
+        ("GRAPH_CALL_RECORDS_PERIOD_SCALE", "fast", "0.05 turns 20 s into 1 s"),
+        ("CALL_RECORDS_REVISIT_DAYS", "3,7,7", "ascending and distinct"),
+        ("CALL_RECORDS_REVISIT_DAYS", "7,3", "ascending and distinct"),
+        ("CALL_RECORDS_REVISIT_DAYS", "2,7", "each from 3 (after the first read"),
+        ("CALL_RECORDS_REVISIT_DAYS", "0", "each from 3 "),
+        ("CALL_RECORDS_REVISIT_DAYS", "3,29", "to 28 (Graph keeps call records 30 days)"),
+        ("CALL_RECORDS_REVISIT_DAYS", "3;7", "comma-separated whole numbers"),
+        ("CALL_RECORDS_REVISIT_DAYS", "3,,7", "comma-separated whole numbers"),
+        ("CALL_RECORDS_REVISIT_DAYS", "3.5", "empty or 'none': no revisits"),
+        ("CALL_RECORDS_ATTEMPTS", "0", "from 1 to 20"),
+        ("CALL_RECORDS_ATTEMPTS", "21", "from 1 to 20"),
+        ("CALL_RECORDS_ATTEMPTS", "three", "whole number"),
     ],
 )
 def test_bad_values_name_the_setting_value_and_what_is_allowed(
@@ -105,6 +124,65 @@ def test_archive_retention_shorter_than_settling_is_refused() -> None:
     )
     with pytest.raises(ConfigError, match="from 3 "):
         load_settings({**quick, "ARCHIVE_DELETE_AFTER_DAYS": "2"})
+
+
+def test_call_records_period_scale_shrinks_graphs_spans_for_a_simulator_scaled_alike() -> None:
+    for raw, scale in (("1", 1.0), ("0.05", 0.05), (" 0.5 ", 0.5), ("1e-3", 0.001)):
+        settings = load_settings({**BASE, "GRAPH_CALL_RECORDS_PERIOD_SCALE": raw})
+        assert settings.records_period_scale == scale
+    assert load_settings({**BASE, "GRAPH_CALL_RECORDS_PERIOD_SCALE": ""}).records_period_scale == 1
+
+
+def test_call_record_attempts_are_a_whole_number_from_1_to_20() -> None:
+    for attempts in (1, 5, 20):
+        settings = load_settings({**BASE, "CALL_RECORDS_ATTEMPTS": f" {attempts} "})
+        assert settings.record_attempts == attempts
+
+
+def test_revisit_days_are_ascending_days_after_the_first_read_and_empty_means_none() -> None:
+    def revisits(value: str, **env: str) -> tuple[int, ...]:
+        return load_settings({**BASE, **env, "CALL_RECORDS_REVISIT_DAYS": value}).revisit_days
+
+    assert revisits("3,7,14,28") == (3, 7, 14, 28)
+    assert revisits(" 4 , 10,28 ") == (4, 10, 28)
+    assert revisits("28") == (28,)
+    # Unlike other settings, empty is a value: no revisits (and "none", where an app setting
+    # cannot stay empty).
+    for never in ("", "  ", "none", "None"):
+        assert revisits(never) == ()
+    # Checked whatever the sources: call_records is not among the defaults.
+    assert "call_records" not in DEFAULTS["COLLECTOR_SOURCES"]
+    with pytest.raises(ConfigError, match="CALL_RECORDS_REVISIT_DAYS='30'"):
+        revisits("30")
+
+
+def test_revisit_days_come_after_the_first_read() -> None:
+    # A day is first read COLLECTOR_LATENESS_HOURS + COLLECTOR_LAG_MINUTES after it ends:
+    # 48 h + 60 min is 2 days and 1 h, so the first revisit is 3 days after, at the earliest.
+    def revisits(value: str, hours: int, minutes: int) -> tuple[int, ...]:
+        return load_settings(
+            {
+                **BASE,
+                "COLLECTOR_LATENESS_HOURS": str(hours),
+                "COLLECTOR_LAG_MINUTES": str(minutes),
+                "CALL_RECORDS_REVISIT_DAYS": value,
+            }
+        ).revisit_days
+
+    assert revisits("1,2", 6, 0) == (1, 2)
+    assert revisits("3", 47, 59) == (3,)
+    with pytest.raises(ConfigError, match="each from 4 "):
+        revisits("3,7", 48, 24 * 60)  # first read exactly 3 days after: a revisit then is none
+    with pytest.raises(ConfigError, match="each from 4 ") as caught:
+        revisits("3,7", 72, 0)
+    assert caught.value.setting == "CALL_RECORDS_REVISIT_DAYS"
+    assert "COLLECTOR_LATENESS_HOURS + COLLECTOR_LAG_MINUTES" in caught.value.allowed
+    assert revisits("4,7", 72, 0) == (4, 7)
+    # First read too late for any revisit (the call logs alone may wait that long): only none.
+    assert revisits("none", 700, 0) == ()
+    with pytest.raises(ConfigError, match="too late for a revisit by day 28") as caught:
+        load_settings({**BASE, "COLLECTOR_LATENESS_HOURS": "700"})
+    assert caught.value.value == "3,7,14,28"
 
 
 def test_storage_is_required_and_unambiguous() -> None:

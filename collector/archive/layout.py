@@ -8,6 +8,7 @@ with ``_``, which those readers skip.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 from ..core.lanes import Lane
@@ -17,6 +18,9 @@ STATE_PREFIX = "_state/"
 MANIFEST_PREFIX = "_manifests/"
 PART_PREFIX = "part-"
 SETTLE_PREFIX = "settle-"
+RECORDS_PREFIX = "records-"
+_DAY_MANIFEST = re.compile(r"\d{4}-\d{2}-\d{2}\.json")
+_REVISIT_MANIFEST = re.compile(r"(\d{4}-\d{2}-\d{2})\.revisit-(\d+)d\.json")
 
 
 def _tenant(lane: Lane) -> str:
@@ -36,7 +40,8 @@ def is_collector_blob(name: str) -> bool:
     """True for a data blob the collector writes (a day folder may hold others: a reader's
     marker files, say, which the settle pass must not read as rows)."""
     leaf = name.rsplit("/", 1)[-1]
-    return leaf.startswith((PART_PREFIX, SETTLE_PREFIX)) and leaf.endswith(".jsonl")
+    prefixes = (PART_PREFIX, SETTLE_PREFIX, RECORDS_PREFIX)
+    return (leaf.startswith(prefixes) and leaf.endswith(".jsonl")) or is_part_rows_blob(name)
 
 
 def part_blob_name(lane: Lane, day: date, window: Window) -> str:
@@ -48,6 +53,45 @@ def settle_blob_name(lane: Lane, day: date) -> str:
     """Return the blob the settle pass writes for a day: the rows no earlier blob of the day
     holds (late rows; on a first backfill, the whole day)."""
     return f"{day_prefix(lane, day)}{SETTLE_PREFIX}{day.isoformat()}.jsonl"
+
+
+def records_blob_name(lane: Lane, day: date, run_id: str, number: int) -> str:
+    """Return the ``number``-th blob of call records one run commits for ``day``: unique to
+    the run, so a run never meets another's blob of its name, and never named like a settle
+    blob (whose presence means "only the day's manifest is missing")."""
+    return f"{day_prefix(lane, day)}{RECORDS_PREFIX}{run_id}-{number:05d}.jsonl"
+
+
+def part_rows_name(lane: Lane, day: date, relation: str, run_id: str, number: int) -> str:
+    """Return the ``number``-th blob of one relation's rows (sessions, participants) of large
+    call records one run commits for ``day``: in a subfolder of the day named after the
+    relation, so a reader's glob of the day's records (``*/*/*/*.jsonl``) never takes them
+    for records."""
+    return f"{day_prefix(lane, day)}{relation}/{relation}-{run_id}-{number:05d}.jsonl"
+
+
+def is_part_rows_blob(name: str) -> bool:
+    """True for a blob of a large record's relation rows (``part_rows_name``)."""
+    folder, _, leaf = name.rpartition("/")
+    relation = folder.rsplit("/", 1)[-1]
+    return leaf.startswith(f"{relation}-") and leaf.endswith(".jsonl")
+
+
+def revisit_manifest_name(lane: Lane, day: date, age: int) -> str:
+    """Return the marker of a day's revisit ``age`` days after it ended: the blobs that
+    revisit added (later versions, records that appeared late)."""
+    return f"{manifest_prefix(lane)}{day.isoformat()}.revisit-{age:02d}d.json"
+
+
+def is_day_manifest(name: str) -> bool:
+    """True for a day's manifest (not a revisit's)."""
+    return _DAY_MANIFEST.fullmatch(name.rsplit("/", 1)[-1]) is not None
+
+
+def revisit_of(name: str) -> tuple[date, int] | None:
+    """The day and age of a revisit manifest's name; None for any other name."""
+    match = _REVISIT_MANIFEST.fullmatch(name.rsplit("/", 1)[-1])
+    return None if match is None else (date.fromisoformat(match[1]), int(match[2]))
 
 
 def manifest_name(lane: Lane, day: date) -> str:

@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from ..core.errors import StateConflictError
@@ -45,6 +45,44 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class SetAside:
+    """A call record that failed every attempt of a read: its day went on without it. It is
+    read again at the day's revisits while Graph keeps it, and named in the day's manifests
+    and in ``status`` until then."""
+
+    id: str
+    day: date
+    version: int | None
+    """The version Graph listed when it was set aside."""
+    error: str
+    """The last attempt's error, one line."""
+    attempts: int
+    """Reads that failed, over every pass that tried it."""
+
+    def document(self) -> dict[str, Any]:
+        """The record as stored in the state and in manifests."""
+        return {
+            "id": self.id,
+            "date": self.day.isoformat(),
+            "version": self.version,
+            "error": self.error,
+            "attempts": self.attempts,
+        }
+
+    @classmethod
+    def parse(cls, document: dict[str, Any]) -> SetAside:
+        """The inverse of ``document``."""
+        version = document.get("version")
+        return cls(
+            str(document["id"]),
+            date.fromisoformat(document["date"]),
+            version if isinstance(version, int) else None,
+            str(document.get("error", "")),
+            int(document.get("attempts", 0)),
+        )
+
+
+@dataclass(frozen=True)
 class SourceState:
     """What the state blob says about one source."""
 
@@ -56,6 +94,8 @@ class SourceState:
     rows_per_day: float | None = None
     """How many rows a day of this source holds, as last measured (None: not yet known);
     runs size the work they take on by it."""
+    set_aside: tuple[SetAside, ...] = ()
+    """Call records set aside and not archived since (``SetAside``)."""
 
 
 def _stamp(moment: datetime | None) -> str | None:
@@ -83,6 +123,7 @@ def state_to_document(lane: Lane, state: SourceState) -> dict[str, Any]:
             for c in state.claims
         ],
         "rowsPerDay": state.rows_per_day,
+        **({"setAside": [r.document() for r in state.set_aside]} if state.set_aside else {}),
         "owner": state.owner,
         "leaseUntil": None
         if state.lease_until is None
@@ -110,6 +151,7 @@ def state_from_document(document: Any) -> SourceState:
         owner=document.get("owner"),
         lease_until=None if lease is None else lease.timestamp(),
         rows_per_day=_rate(document.get("rowsPerDay")),
+        set_aside=tuple(SetAside.parse(r) for r in document.get("setAside") or []),
     )
 
 

@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from urllib.parse import urlsplit
 
 from .auth import authority_url
@@ -33,6 +34,9 @@ DEFAULTS: dict[str, str] = {
     "GRAPH_REQUESTS_PER_MINUTE_PER_LOG": "50",
     "GRAPH_REQUESTS_PER_MINUTE": "200",
     "COLLECTOR_WINDOWS_IN_FLIGHT": "16",
+    "GRAPH_CALL_RECORDS_PERIOD_SCALE": "1",
+    "CALL_RECORDS_REVISIT_DAYS": "3,7,14,28",
+    "CALL_RECORDS_ATTEMPTS": "3",
 }
 """Settings with a default; the rest are optional (``COLLECTOR_START``, ``AZURE_CLIENT_ID``,
 ``COLLECTOR_STORAGE__clientId``) or one-of-two required (``COLLECTOR_STORAGE`` or
@@ -76,6 +80,9 @@ SETTING_NAMES: tuple[str, ...] = (
     "GRAPH_REQUESTS_PER_MINUTE_PER_LOG",
     "GRAPH_REQUESTS_PER_MINUTE",
     "COLLECTOR_WINDOWS_IN_FLIGHT",
+    "GRAPH_CALL_RECORDS_PERIOD_SCALE",
+    "CALL_RECORDS_REVISIT_DAYS",
+    "CALL_RECORDS_ATTEMPTS",
     "COLLECTOR_TENANTS",
     "COLLECTOR_APP_CLIENT_ID",
     "AZURE_AUTHORITY_HOST",
@@ -130,6 +137,15 @@ class Settings:
     requests_per_minute_per_log: int
     requests_per_minute: int
     windows_in_flight: int
+    records_period_scale: float
+    """Graph's call-record limit spans (20 s, 5 min) times this, 0 < scale <= 1: 1 in
+    production; tests and benchmarks shrink them to meet a simulator scaled alike."""
+    revisit_days: tuple[int, ...]
+    """Days after a call-records day ends at which it is listed again for records that
+    changed or appeared since it was read (ascending; empty: never)."""
+    record_attempts: int
+    """Reads of a call record that keeps failing (each with the client's own retries)
+    before it is set aside."""
     tenants: tuple[str, ...] = ()
     """Customer tenants (lowercase GUIDs) collected through the multi-tenant app; empty:
     single-tenant mode, the managed identity's own tenant."""
@@ -405,12 +421,84 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         windows_in_flight=_int(
             "COLLECTOR_WINDOWS_IN_FLIGHT", _get(env, "COLLECTOR_WINDOWS_IN_FLIGHT"), 1, 16
         ),
+        records_period_scale=_period_scale(_get(env, "GRAPH_CALL_RECORDS_PERIOD_SCALE")),
+        revisit_days=_revisit_days(env, lateness + lag),
+        record_attempts=_int(
+            "CALL_RECORDS_ATTEMPTS", _get(env, "CALL_RECORDS_ATTEMPTS"), 1, MAX_RECORD_ATTEMPTS
+        ),
         tenants=tenants,
         app_client_id=app,
         authority=authority_url(env),
         queue=_queue(env),
         delete_after=_delete_after(_get(env, "ARCHIVE_DELETE_AFTER_DAYS"), lateness + lag),
     )
+
+
+MAX_RECORD_ATTEMPTS = 20
+"""Most reads of one failing call record (``CALL_RECORDS_ATTEMPTS``)."""
+LAST_REVISIT_DAYS = 28
+"""Latest revisit of a call-records day, in days after it ends: Graph keeps a record 30 days
+after its call, so one that started late in the day is gone 29 days after the day ends; one
+day of margin."""
+NO_REVISITS = "none"
+"""``CALL_RECORDS_REVISIT_DAYS`` spelled for no revisits where an empty value cannot be set
+(the portal and some tools drop an empty app setting, which then means the default)."""
+
+
+def _period_scale(raw: str | None) -> float:
+    allowed = (
+        "a number above 0 and at most 1 that scales Graph's call-record limit spans "
+        "(1, the default, is Graph's own: 0.05 turns 20 s into 1 s and 5 min into 15 s)"
+    )
+    try:
+        scale = float(raw or "")
+    except ValueError:
+        raise ConfigError("GRAPH_CALL_RECORDS_PERIOD_SCALE", raw, allowed) from None
+    if not 0 < scale <= 1:  # NaN fails this too
+        raise ConfigError("GRAPH_CALL_RECORDS_PERIOD_SCALE", raw, allowed)
+    return scale
+
+
+def first_revisit_day(first_read: timedelta) -> int:
+    """The earliest ``CALL_RECORDS_REVISIT_DAYS`` value: the first whole number of days after
+    a day ends that is later than its first read (``first_read``, the lateness and lag after
+    it ends): 3 with the defaults (48 h + 60 min)."""
+    return first_read // timedelta(days=1) + 1
+
+
+def _revisit_days(env: Mapping[str, str], first_read: timedelta) -> tuple[int, ...]:
+    """``CALL_RECORDS_REVISIT_DAYS``, checked whatever the sources (a bad value must not wait
+    unnoticed for the day call_records is added). Unlike other settings, empty is a value
+    (no revisits), not the default."""
+    name = "CALL_RECORDS_REVISIT_DAYS"
+    raw = env.get(name)
+    if raw is None:
+        raw = DEFAULTS[name]
+    text = raw.strip()
+    if not text or text.lower() == NO_REVISITS:
+        return ()
+    low = first_revisit_day(first_read)
+    allowed = (
+        f"comma-separated whole numbers of days, ascending and distinct, each from {low} "
+        f"(after the first read: COLLECTOR_LATENESS_HOURS + COLLECTOR_LAG_MINUTES after the "
+        f"day ends) to {LAST_REVISIT_DAYS} (Graph keeps call records 30 days), e.g. "
+        f"{DEFAULTS[name]}; empty or {NO_REVISITS!r}: no revisits"
+    )
+    if low > LAST_REVISIT_DAYS:
+        allowed = (
+            f"empty or {NO_REVISITS!r}: a day is first read COLLECTOR_LATENESS_HOURS + "
+            f"COLLECTOR_LAG_MINUTES after it ends, too late for a revisit by day "
+            f"{LAST_REVISIT_DAYS} (Graph keeps call records 30 days)"
+        )
+    try:
+        days = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(name, raw, allowed) from None
+    if any(not low <= d <= LAST_REVISIT_DAYS for d in days) or any(
+        a >= b for a, b in pairwise(days)
+    ):
+        raise ConfigError(name, raw, allowed)
+    return days
 
 
 MAX_DELETE_AFTER_DAYS = 36_500

@@ -45,6 +45,21 @@ class Source:
     to it whole."""
     records_budget: bool = False
     """Requests count against Graph's call-record limits, not the call-log functions'."""
+    page_sizes: tuple[tuple[str, int], ...] = ()
+    """Per relation, the largest page Graph serves, asked for with ``Prefer:
+    odata.maxpagesize`` (fewer requests a record; documented as optional, up to these)."""
+    versioned: bool = False
+    """Rows are versions of a record (its ``version`` goes up as Graph changes it): the
+    archive keeps every version, so a row is identified by its key and its version."""
+
+    @property
+    def expanded(self) -> tuple[str, ...]:
+        """The relations ``expand`` asks for (``sessions($expand=segments)``: sessions)."""
+        return (self.expand.split("(", 1)[0],) if self.expand else ()
+
+    def page_size(self, relation: str) -> int | None:
+        """The page size to ask for ``relation`` (None: Graph's default)."""
+        return dict(self.page_sizes).get(relation)
 
     @property
     def daily_report(self) -> bool:
@@ -134,6 +149,10 @@ SOURCES: dict[str, Source] = {
             expand="sessions($expand=segments)",
             relations=("participants_v2",),
             records_budget=True,
+            # "Maximum page size: 130 entries for participants and 60 entries for sessions"
+            # (Get callRecord, List sessions, List participants_v2).
+            page_sizes=(("sessions", 60), ("participants_v2", 130)),
+            versioned=True,
         ),
     )
 }

@@ -8,6 +8,11 @@ than ``limit`` requests start in ANY ``period``-second span (a sliding log of st
 a token bucket: a bucket that holds a full minute's burst on top of its steady refill can
 start twice the limit within one span). A 429's Retry-After pauses the budget it belongs to
 for every worker.
+
+The call logs' spans are Graph's minute (``period``, which benchmarks shrink) plus a 1 s
+margin; the call records' spans are their own (20 s, 5 min) times ``records_scale`` (1 in
+production; ``GRAPH_CALL_RECORDS_PERIOD_SCALE`` for tests and benchmarks against a simulator
+scaled alike) plus ``RECORDS_MARGIN_SECONDS``, scaled alike.
 """
 
 from __future__ import annotations
@@ -46,6 +51,15 @@ RECORD_FIRST_PAGE = Limit(10, 20.0)
 """A call record's first page (the record with its first sessions)."""
 RECORD_LATER_PAGES = Limit(50, 300.0)
 """A call record's later pages."""
+RECORDS_MARGIN_SECONDS = 0.3
+"""Seconds each call-record span is stretched by (times ``records_scale``). Graph counts a
+request when it arrives, and one request can take longer to arrive than the next one sent
+after it: the margin covers that spread of arrival delays, so Graph never counts more in a
+span than was counted here. The start counted here is moved to when the request really left
+(``RequestBudget.acquire``'s callback, on a monotonic clock) and every request goes through
+one HTTP connection pool, which keep the spread to a fraction of a second; the call logs'
+60 s span keeps a full 1 s, but 1 s on a 20 s span would give up 5 % of Graph's call-record
+limits, where 0.3 s gives up 1.5 %."""
 RECORDS_REMEMBERED = 4_096
 """Per-record limiters kept before the idle ones are dropped (a record is read once)."""
 
@@ -104,12 +118,15 @@ class RequestBudget:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         margin: float = 1.0,
         records_per_app: int = CALL_RECORDS_PER_APP.count,
+        records_scale: float = 1.0,
     ) -> None:
+        if not 0 < records_scale <= 1:
+            raise ValueError(f"records_scale must be above 0 and at most 1, not {records_scale}")
+        self.records_scale = records_scale
+        """Call records' spans (20 s, 5 min) and their margin, times this."""
         # Graph counts a request when it arrives; network jitter makes one request arrive
         # later than it was sent by more than the next one: spans are stretched by ``margin``
         # seconds so the two counts never disagree (1.7 % of Graph's minute).
-        self._scale = period / 60.0  # benchmarks shrink Graph's minute, and its 20 s alike
-        self._margin = margin
         period += margin
         self.span = period
         """Seconds each counted span lasts: the period plus the margin."""
@@ -123,10 +140,13 @@ class RequestBudget:
         self._per_record: dict[tuple[str, bool], SlidingWindowLimiter] = {}
         self._turns: dict[str, asyncio.Lock] = {}
 
+    def records_span(self, limit: Limit) -> float:
+        """Seconds each counted span of a call-record ``limit`` lasts: its own span plus
+        ``RECORDS_MARGIN_SECONDS``, both times ``records_scale``."""
+        return (limit.seconds + RECORDS_MARGIN_SECONDS) * self.records_scale
+
     def _limiter(self, limit: Limit) -> SlidingWindowLimiter:
-        return SlidingWindowLimiter(
-            limit.count, limit.seconds * self._scale + self._margin, self._clock
-        )
+        return SlidingWindowLimiter(limit.count, self.records_span(limit), self._clock)
 
     def _log(self, name: str) -> SlidingWindowLimiter:
         limiter = self._logs.get(name)

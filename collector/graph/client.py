@@ -11,7 +11,8 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -64,6 +65,36 @@ class RequestStats:
     statuses: Counter[str] = field(default_factory=Counter)
     """Requests by outcome: the HTTP status (``"200"``, ``"429"``…), ``"error"`` (no answer,
     or not all of it), ``"cancelled"`` (stopped at the run's hard time limit)."""
+
+
+ROW_PAGES_AHEAD = 4
+"""Pages of one row read ahead of the caller: memory stays bounded when writing them out
+is slower than Graph."""
+
+
+@dataclass(frozen=True)
+class RowPage:
+    """A page of one row read whole (``GraphClient.row_pages``)."""
+
+    relation: str | None
+    """The relation the page is of; None: the row itself (``document``)."""
+    items: list[Any]
+    next: str | None
+    """The nextLink after this page (None: the relation's last page)."""
+    size: int
+    """Bytes of Graph's answer (0 for a first page that came inside the row)."""
+    document: dict[str, Any] = field(default_factory=dict)
+    """The row without its relations' arrays (``relation`` None only)."""
+
+
+async def _reporting(work: Awaitable[None], queue: asyncio.Queue[Any]) -> None:
+    """Run ``work``, then put None (done) or its error on ``queue``."""
+    try:
+        await work
+    except Exception as exc:
+        await queue.put(exc)
+    else:
+        await queue.put(None)
 
 
 @dataclass(frozen=True)
@@ -213,81 +244,140 @@ class GraphClient:
                 await asyncio.gather(fetch, return_exceptions=True)
 
     async def whole_row(self, source: Source, key: str, stats: RequestStats) -> dict[str, Any]:
-        """Read one listed row whole: with ``source.expand``, every expanded relation's pages
-        (``<relation>@odata.nextLink``) added to it, then each of ``source.relations`` from
-        its own paged endpoint. The row is the answer's document with those arrays complete,
-        without the answer's ``@odata.context`` and ``@odata.nextLink`` annotations (other
-        annotations, such as ``@odata.type``, stay). Raises ``GraphError`` (404 when Graph no
-        longer has it)."""
-        scope = Scope(source.name, source.records_budget, key)
-        later = Scope(source.name, source.records_budget, key, later=True)
-        where = f"{source.name} row {key}"
-        body, request_id = await self._get(self._endpoint + source.row_path(key), stats, scope)
-        row = self._document(body, f"{where} [request-id {request_id}]")
-        # The response's own annotations describe this answer, not the record: off.
-        for name in [k for k in row if k.endswith("@odata.context")]:
-            del row[name]
-        # The rest of each expanded relation, and each other relation, side by side: a
-        # record's pages are otherwise one latency after another.
-        # (A failing one cancels the others, and its own error is raised, not a group.)
-        try:
-            await self._rest_of(row, source, key, stats, scope, later, where)
-        except BaseExceptionGroup as group:
-            raise group.exceptions[0] from None
-        if "@odata.nextLink" in orjson.dumps(row).decode("utf-8", "replace"):
-            raise GraphDataError(f"{where}: a relation's nextLink was left unfollowed")
+        """Read one listed row whole: the answer's document (without its ``@odata.context``
+        and ``@odata.nextLink`` annotations; others, such as ``@odata.type``, stay) with
+        every page of its expanded relations and of each of ``source.relations`` in its
+        arrays (``row_pages``). Raises ``GraphError`` (404 when Graph no longer has it)."""
+        row: dict[str, Any] = {}
+        arrays: dict[str, list[Any]] = {}
+        async with aclosing(self.row_pages(source, key, stats)) as pages:
+            async for page in pages:
+                if page.relation is None:
+                    row = page.document
+                else:
+                    arrays.setdefault(page.relation, []).extend(page.items)
+        row.update(arrays)
+        if b"@odata.nextLink" in orjson.dumps(row):
+            raise GraphDataError(
+                f"{source.name} row {key}: a relation's nextLink was left unfollowed"
+            )
         return row
 
-    async def _rest_of(
+    async def row_pages(
         self,
-        row: dict[str, Any],
         source: Source,
         key: str,
         stats: RequestStats,
-        scope: Scope,
-        later: Scope,
-        where: str,
-    ) -> None:
-        """Add every further page of ``row``'s expanded relations, and its other relations."""
-        async with asyncio.TaskGroup() as group:
-            rest: dict[str, asyncio.Task[list[Any]]] = {}
+        resume: Mapping[str, str | None] | None = None,
+    ) -> AsyncGenerator[RowPage, None]:
+        """Yield one listed row's pages as they arrive: the row itself first (``relation``
+        None), then each page of its expanded relations (the first came inside the row) and
+        of each of ``source.relations`` (from its own endpoint), each relation's in order.
+
+        The row and the first page of its other relations are asked for at once, and every
+        relation is paged side by side: a record's pages are otherwise one latency after
+        another. ``resume`` continues a row read in part before: per relation, the nextLink
+        to go on from (None: the relation was read whole); the row is then asked for first,
+        and its relations only once it is yielded (the caller may find its version changed
+        and stop). A failing request stops the others and its own error is raised.
+        """
+        scope = Scope(source.name, source.records_budget, key)
+        later = Scope(source.name, source.records_budget, key, later=True)
+        where = f"{source.name} row {key}"
+        queue: asyncio.Queue[RowPage | BaseException | None] = asyncio.Queue(ROW_PAGES_AHEAD)
+        tasks: list[asyncio.Task[None]] = []
+
+        async def relay(relation: str, url: str, first: Scope) -> None:
+            size_asked = source.page_size(relation)
+            paging = self._collection(url, stats, first, later, where, size_asked)
+            async for items, link, size in paging:
+                await queue.put(RowPage(relation, items, link, size))
+
+        def start(relation: str, url: str | None, first: Scope) -> None:
+            if url is not None:
+                tasks.append(asyncio.create_task(_reporting(relay(relation, url, first), queue)))
+
+        async def the_row() -> None:
+            url = self._endpoint + source.row_path(key)
+            expanded_size = next(map(source.page_size, source.expanded), None)
+            body, request_id = await self._get(url, stats, scope, expanded_size)
+            row = self._document(body, f"{where} [request-id {request_id}]")
+            # The response's own annotations describe this answer, not the record: off.
+            for name in [k for k in row if k.endswith("@odata.context")]:
+                del row[name]
+            expanded = []
             for name in [k for k in row if k.endswith("@odata.nextLink")]:
                 relation = name.removesuffix("@odata.nextLink")
                 if not isinstance(row.setdefault(relation, []), list):
                     raise GraphDataError(f"{where}: {relation!r} is not an array")
-                pages = self._all_pages(row.pop(name), stats, later, later, f"{where} {relation}")
-                rest[relation] = group.create_task(pages)
-            for relation in source.relations:
-                url = self._endpoint + source.relation_path(key, relation)
-                row[relation] = []
-                pages = self._all_pages(url, stats, scope, later, f"{where} {relation}")
-                rest[relation] = group.create_task(pages)
-        for relation, task in rest.items():
-            row[relation].extend(task.result())
+                expanded.append((relation, row.pop(name)))
+            firsts = {r: row.pop(r) for r in source.expanded if isinstance(row.get(r), list)}
+            for relation, _ in expanded:
+                firsts.setdefault(relation, row.pop(relation, []))
+            await queue.put(RowPage(None, [], None, len(body), row))
+            links = dict(expanded)
+            for relation, items in firsts.items():
+                if resume is not None and relation in resume:
+                    start(relation, resume[relation], later)
+                    continue
+                await queue.put(RowPage(relation, items, links.get(relation), 0))
+                if (link := links.get(relation)) is not None:
+                    self._check_link(link, where)
+                    start(relation, link, later)
+            if resume is not None:
+                for relation in source.relations:
+                    url = self._endpoint + source.relation_path(key, relation)
+                    start(relation, resume.get(relation, url), scope)
 
-    async def _all_pages(
-        self, url: object, stats: RequestStats, scope: Scope, later: Scope, where: str
-    ) -> list[Any]:
-        """Every item of a paged collection from ``url`` on, following its nextLinks (the
-        first request counts as ``scope``, the pages it links to as ``later``)."""
-        items: list[Any] = []
+        tasks.append(asyncio.create_task(_reporting(the_row(), queue)))
+        if resume is None:
+            for relation in source.relations:
+                start(relation, self._endpoint + source.relation_path(key, relation), scope)
+        try:
+            finished = 0
+            while finished < len(tasks):
+                page = await queue.get()
+                if page is None:
+                    finished += 1
+                elif isinstance(page, BaseException):
+                    raise page
+                else:
+                    yield page
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _collection(
+        self,
+        url: str,
+        stats: RequestStats,
+        scope: Scope,
+        later: Scope,
+        where: str,
+        page_size: int | None = None,
+    ) -> AsyncGenerator[tuple[list[Any], str | None, int], None]:
+        """Yield each page of a paged collection from ``url`` on: its items, the nextLink to
+        the next page (None: the last) and the answer's size (the first request counts as
+        ``scope``, the pages it links to as ``later``)."""
         seen: set[str] = set()
-        while url is not None:
-            self._check_link(url, where)
-            assert isinstance(url, str)
-            if url in seen:
-                raise PagingError(f"{where}: @odata.nextLink repeats an earlier page: {url}")
-            seen.add(url)
-            body, request_id = await self._get(url, stats, scope)
+        link: str | None = url
+        while link is not None:
+            self._check_link(link, where)
+            if link in seen:
+                raise PagingError(f"{where}: @odata.nextLink repeats an earlier page: {link}")
+            seen.add(link)
+            body, request_id = await self._get(link, stats, scope, page_size)
             page = self._document(body, f"{where} [request-id {request_id}]")
             value = page.get("value")
             if not isinstance(value, list):
                 raise GraphDataError(f"{where} [request-id {request_id}]: no 'value' array")
-            items.extend(value)
             # A collection's next page, whatever it is prefixed with (sessions@…).
-            url = next((v for k, v in page.items() if k.endswith("@odata.nextLink")), None)
+            link = next((v for k, v in page.items() if k.endswith("@odata.nextLink")), None)
+            if link is not None:
+                self._check_link(link, where)
+            yield value, link, len(body)
             scope = later
-        return items
 
     @staticmethod
     def _document(body: bytes, where: str) -> dict[str, Any]:
@@ -311,9 +401,11 @@ class GraphClient:
                 f"{where}: @odata.nextLink leaves {home.scheme}://{home.netloc}: {link!r}"
             )
 
-    async def _get(self, url: str, stats: RequestStats, scope: Scope) -> tuple[bytes, str | None]:
-        """GET ``url`` with retries, each attempt within ``scope``'s request budget;
-        return the 200 body and Graph's request-id."""
+    async def _get(
+        self, url: str, stats: RequestStats, scope: Scope, page_size: int | None = None
+    ) -> tuple[bytes, str | None]:
+        """GET ``url`` with retries, each attempt within ``scope``'s request budget (asking
+        for pages of ``page_size``, if given); return the 200 body and Graph's request-id."""
         token = await self._tokens.token()
         refreshed = False
         attempt = 0
@@ -326,6 +418,7 @@ class GraphClient:
                 "Authorization": f"Bearer {token}",
                 "Accept": "application/json",
                 "client-request-id": str(uuid.uuid4()),
+                **({"Prefer": f"odata.maxpagesize={page_size}"} if page_size else {}),
             }
             delay: float | None
             try:

@@ -37,6 +37,9 @@ class SourceHealth:
     now: datetime
     max_lag: timedelta
     problems: list[str] = field(default_factory=list)
+    revisions: int = 0
+    """Records a revisit found changed and archived again, over the days shown (call
+    records)."""
 
     @property
     def name(self) -> str:
@@ -92,6 +95,14 @@ class SourceHealth:
                 else format_instant(datetime.fromtimestamp(state.lease_until, self.now.tzinfo)),
             },
             "lastRun": self.last_run,
+            **(
+                {
+                    "revisions": self.revisions,
+                    "setAside": [r.document() for r in state.set_aside],
+                }
+                if self.lane.source.versioned
+                else {}
+            ),
             "coverage": {
                 "from": self.first_day.isoformat(),
                 "days": self.strip,
@@ -131,6 +142,15 @@ class SourceHealth:
                 f"({run.get('seconds')}s)"
             )
             out.append(line + (f" error: {run['error']}" if run.get("error") else ""))
+        if self.lane.source.versioned:
+            out.append(
+                f"  {self.revisions} revision(s) archived by revisits since "
+                f"{self.first_day.isoformat()}, {len(state.set_aside)} record(s) set aside"
+            )
+            out.extend(
+                f"    set aside: {r.id} of {r.day.isoformat()} after {r.attempts} read(s): {r.error}"
+                for r in state.set_aside
+            )
         out.append(f"  {self.first_day.isoformat()} {self.strip} {self.now.date().isoformat()}")
         return out
 
@@ -152,6 +172,11 @@ def judge(
         days.get(first + timedelta(days=i), AHEAD) for i in range((now.date() - first).days + 1)
     )
     health = SourceHealth(lane, state, last_run, strip, first, now, max_lag)
+    if state.set_aside:
+        health.problems.append(
+            f"{len(state.set_aside)} call record(s) set aside after failing every read (each "
+            "day's revisits try them again while Graph keeps them)"
+        )
     lag = health.lag()
     if lag is None:
         health.problems.append("never collected")

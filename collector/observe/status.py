@@ -8,9 +8,11 @@ from datetime import date, datetime, timedelta
 from ..archive.blobstore import BlobStore, open_store
 from ..archive.layout import (
     day_prefix,
+    is_day_manifest,
     last_run_name,
     manifest_day,
     manifest_prefix,
+    revisit_of,
     state_blob_name,
 )
 from ..archive.state import state_from_document
@@ -90,7 +92,7 @@ async def _lane_health(
     last_run, _ = await store.read_json(last_run_name(lane))
     first = now.date() - timedelta(days=days - 1)
     manifests = await store.list_with_metadata(manifest_prefix(lane))
-    settled = {manifest_day(name) for name in manifests}
+    settled = {manifest_day(name) for name in manifests if is_day_manifest(name)}
     window = [first + timedelta(days=i) for i in range(days)]
     archived = {
         day
@@ -102,4 +104,9 @@ async def _lane_health(
         if has
     }
     marks = day_marks(first, now.date(), settled, archived, state.watermark, expired_before)
-    return judge(lane, state, last_run, marks, now, max_lag, consent)
+    health = judge(lane, state, last_run, marks, now, max_lag, consent)
+    if lane.source.versioned:
+        revisits = [n for n in manifests if (r := revisit_of(n)) is not None and r[0] >= first]
+        documents = await asyncio.gather(*(store.read_json(n) for n in revisits))
+        health.revisions = sum(int(d.get("revised", 0)) for d, _ in documents if d)
+    return health

@@ -11,9 +11,11 @@ the manifest, so they go no later), and is not listed."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 import orjson
 from azure.core.exceptions import ResourceNotFoundError
@@ -22,10 +24,14 @@ from ..archive.blobstore import BlobStore, open_store
 from ..archive.layout import (
     day_prefix,
     is_collector_blob,
+    is_day_manifest,
+    is_part_rows_blob,
     manifest_day,
     manifest_name,
     manifest_prefix,
+    revisit_of,
 )
+from ..archive.records import SPLIT
 from ..core.errors import RowError
 from ..core.keyindex import KeyIndex
 from ..core.lanes import Lane
@@ -48,10 +54,18 @@ class DayCheck:
     """Data blobs the day's manifest lists."""
     expired: int = 0
     """Listed blobs missing from a day in the expiry zone: deleted by the retention rule."""
+    revisions: int = 0
+    """Rows that are a later version of a record another row holds (call records)."""
+    set_aside: int = 0
+    """Records the day's latest manifest names as set aside (call records)."""
 
     def line(self) -> str:
         """One line for the terminal."""
         head = f"{self.source} {self.day.isoformat()}: {self.blobs} blobs, {self.rows} rows"
+        if self.revisions:
+            head += f" ({self.revisions} revisions)"
+        if self.set_aside:
+            head += f", {self.set_aside} record(s) set aside (not archived)"
         gone = (
             f"expired ({self.expired} of {self.listed} blobs deleted by the retention rule)"
             if self.expired
@@ -105,6 +119,41 @@ class Summary:
         )
 
 
+class SplitRows:
+    """A day's rows of large (split) call records, held to the counts their records'
+    lines give (``collectorSplit``)."""
+
+    def __init__(self) -> None:
+        self._rows: Counter[tuple[str, str, str]] = Counter()
+        self._claims: dict[tuple[str, str], dict[str, int]] = {}
+
+    def row(self, name: str, row: Any) -> str:
+        """Count one relation row of blob ``name``; return its key."""
+        relation = name.rsplit("/", 2)[-2]
+        record = (str(row.get("callRecordId")), str(row.get("callRecordVersion")))
+        self._rows[(*record, relation)] += 1
+        return f"{record[0]}@{record[1]}/{relation}/{row.get('id')}"
+
+    def record(self, key: str, row: Any) -> None:
+        """Note a record's line: a split one names how many rows of each relation it has."""
+        claim = row.get(SPLIT) if isinstance(row, dict) else None
+        if isinstance(claim, dict):
+            self._claims[(key, str(row.get("version")))] = claim
+
+    def problems(self) -> list[str]:
+        """Split records whose rows are not all there, or too many."""
+        found = []
+        for (key, version), claim in sorted(self._claims.items()):
+            for relation, rows in sorted(claim.items()):
+                held = self._rows.get((key, version, relation), 0)
+                if held != rows:
+                    found.append(
+                        f"record {key} version {version} has {held} {relation} row(s), its "
+                        f"line says {rows}"
+                    )
+        return found
+
+
 async def verify(
     settings: Settings,
     first: date | None,
@@ -122,12 +171,16 @@ async def verify(
     async with open_store(settings.storage, settings.container) as store:
         for lane in settings.lanes:
             manifests = await store.list_with_metadata(manifest_prefix(lane))
-            days = sorted(manifest_day(name) for name in manifests)
+            days = sorted(manifest_day(name) for name in manifests if is_day_manifest(name))
+            revisits: dict[date, list[str]] = {}
+            for name in sorted(manifests):
+                if (found := revisit_of(name)) is not None:
+                    revisits.setdefault(found[0], []).append(name)
             for day in days:
                 if (first and day < first) or (last and day > last):
                     continue
                 expiring = expired_before is not None and day < expired_before
-                check = await check_day(store, lane, day, expiring)
+                check = await check_day(store, lane, day, expiring, revisits.get(day, []))
                 if check is None:
                     continue
                 report(check)
@@ -136,11 +189,16 @@ async def verify(
 
 
 async def check_day(
-    store: BlobStore, lane: Lane, day: date, expiring: bool = False
+    store: BlobStore,
+    lane: Lane,
+    day: date,
+    expiring: bool = False,
+    revisits: list[str] | None = None,
 ) -> DayCheck | None:
-    """Check one settled day against its manifest (``expiring``: the day is in the expiry
-    zone, where a listed blob may be missing because the retention rule deleted it). None: the
-    rule deleted the day's manifest since it was listed (the rule may run while verify does)."""
+    """Check one settled day against its manifest and its ``revisits``' manifests, which
+    list the blobs each revisit added (``expiring``: the day is in the expiry zone, where a
+    listed blob may be missing because the retention rule deleted it). None: the rule deleted
+    the day's manifest since it was listed (the rule may run while verify does)."""
     source = lane.source
     check = DayCheck(lane.name, day)
     manifest, _ = await store.read_json(manifest_name(lane, day))
@@ -150,6 +208,13 @@ async def check_day(
         check.problems.append("its manifest was deleted while verify ran")
         return check
     listed: dict[str, int] = {b["name"]: int(b["rows"]) for b in manifest.get("blobs", [])}
+    latest = manifest
+    for name in revisits or []:
+        revisit, _ = await store.read_json(name)
+        if revisit is not None:
+            listed.update({b["name"]: int(b["rows"]) for b in revisit.get("added", [])})
+            latest = revisit
+    check.set_aside = len(latest.get("setAside") or [])
     check.listed = len(listed)
     present = {
         n for n in await store.list_with_metadata(day_prefix(lane, day)) if is_collector_blob(n)
@@ -164,15 +229,27 @@ async def check_day(
     for name in sorted(present - listed.keys()):
         check.problems.append(f"{name} is not in the manifest")
     index = KeyIndex()
+    records: set[str] = set()
+    versions = 0
+    split = SplitRows()
     elsewhere = 0
     for name in sorted(present):
         count = 0
+        part_rows = is_part_rows_blob(name)
         try:
             async for line in store.read_lines(name):
                 count += 1
                 row = orjson.loads(line)
+                if part_rows:  # a large record's session or participant: its record's day
+                    index.add(split.row(name, row), line)
+                    continue
                 try:
                     key = row_key(source, row, count - 1)
+                    if source.versioned:  # every version is archived: a row is both
+                        records.add(key)
+                        versions += 1
+                        split.record(key, row)
+                        key = f"{key}@{row.get('version')}"
                     # A daily report's rows carry no time: they belong to their folder's day.
                     if not source.daily_report:
                         elsewhere += utc_date_of_ticks(event_ticks(source, row, count - 1)) != day
@@ -190,7 +267,10 @@ async def check_day(
         check.rows += count
         if name in listed and listed[name] != count:
             check.problems.append(f"{name} holds {count} rows, the manifest says {listed[name]}")
-    if manifest.get("rows") != sum(listed.values()):
+    check.revisions = versions - len(records)
+    check.problems.extend(split.problems())
+    own = sum(int(b["rows"]) for b in manifest.get("blobs", []))
+    if manifest.get("rows") != own:
         check.problems.append(f"the manifest's total {manifest.get('rows')} is not its blobs' sum")
     if elsewhere:
         check.problems.append(f"{elsewhere} row(s) belong to another day's folder")

@@ -1,15 +1,14 @@
 """Reading one window from Graph into blobs: page by page, one blob per event date, each
-committed whole and only if no blob of its name exists yet. A source whose listed rows are
-summaries (call records) has each row read whole first, several side by side."""
+committed whole and only if no blob of its name exists yet. (Call records, whose listed
+rows are summaries read whole, are read by ``records``.)"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
-from datetime import date, datetime, timedelta
+from datetime import date
 from typing import Any
 
 from ..archive.blobstore import BlobStore
@@ -20,12 +19,12 @@ from ..archive.partitions import (
     CommittedBlob,
     PartitionWriter,
 )
-from ..core.errors import GraphDataError, GraphError, InstantParseError, RowError
+from ..core.errors import GraphDataError, RowError
 from ..core.lanes import Lane
-from ..core.rows import row_key, split_page
-from ..core.timefmt import format_instant, parse_instant
+from ..core.rows import split_page
+from ..core.timefmt import format_instant
 from ..core.windows import Window
-from ..graph.client import GraphClient, Page
+from ..graph.client import GraphClient
 from ..graph.pace import Pace
 from ..observe.reports import SourceReport
 
@@ -33,11 +32,6 @@ log = logging.getLogger("collector")
 
 RowFilter = Callable[[date, list[str], list[bytes]], list[bytes]]
 """Given a day, its rows' keys and JSONL lines from one page, the lines to write."""
-ROWS_IN_FLIGHT = 48
-"""Listed rows of one window read whole at once: enough to keep call records' request
-budget (75 a second) busy at Graph's latency (a record takes two to three requests, two of
-them one after the other), few enough that memory holds only that many rows (a large
-meeting's record is megabytes) before they are written."""
 
 
 class WindowReader:
@@ -52,7 +46,6 @@ class WindowReader:
         report: SourceReport,
         confirm_lease: Callable[[], Awaitable[None]],
         on_dense: Callable[[], None],
-        now: datetime,
     ) -> None:
         self._graph = graph
         self._store = store
@@ -61,8 +54,6 @@ class WindowReader:
         self._report = report
         self._confirm_lease = confirm_lease
         self._on_dense = on_dense
-        self._now = now
-        """The run's "now": what Graph's keeping of rows is measured from."""
 
     async def read(
         self,
@@ -136,19 +127,16 @@ class WindowReader:
                 await _cancel(first)  # the window's days are final already
                 return 0
             page = await first
-            if source.expand is not None:
-                pages = await self._whole_rows_into(window, page, paging, writer, keep)
-            else:
-                while page is not None:
-                    where = f"page {page.number}"
-                    seen = await self._write(
-                        window, where, page.rows, seen, writer, keep, page.request_id
-                    )
-                    if self._pace.read(window, len(page.rows), page.more):
-                        self._on_dense()
-                    pages += 1
-                    report.pages += 1
-                    page = await anext(paging, None)
+            while page is not None:
+                where = f"page {page.number}"
+                seen = await self._write(
+                    window, where, page.rows, seen, writer, keep, page.request_id
+                )
+                if self._pace.read(window, len(page.rows), page.more):
+                    self._on_dense()
+                pages += 1
+                report.pages += 1
+                page = await anext(paging, None)
         self._pace.paged(window)
         return pages
 
@@ -195,88 +183,6 @@ class WindowReader:
                 window,
             )
         return {**seen, **split.keys} if source.daily_report else split.keys
-
-    async def _whole_rows_into(
-        self,
-        window: Window,
-        page: Page | None,
-        paging: AsyncIterator[Page],
-        writer: PartitionWriter,
-        keep: RowFilter | None,
-    ) -> int:
-        """Read every row listed on ``page`` and the pages after it whole (``Source.expand``),
-        up to ``ROWS_IN_FLIGHT`` side by side across pages, and write each as it is complete
-        (a large meeting's many pages hold up no other row); return the pages listed. A row
-        listed twice (offset paging) is read once."""
-        pages = 0
-        listed: set[str] = set()
-        queue: deque[tuple[Page, int, Any]] = deque()
-        reading: set[asyncio.Task[Any]] = set()
-        try:
-            while page is not None or queue or reading:
-                while page is not None and len(queue) < ROWS_IN_FLIGHT:
-                    for index, row in enumerate(page.rows):
-                        key = self._key(page, index, row)
-                        if key not in listed:
-                            listed.add(key)
-                            queue.append((page, index, row))
-                    if self._pace.read(window, len(page.rows), page.more):
-                        self._on_dense()
-                    pages += 1
-                    self._report.pages += 1
-                    page = await anext(paging, None)
-                while queue and len(reading) < ROWS_IN_FLIGHT:
-                    reading.add(asyncio.create_task(self._whole(*queue.popleft())))
-                if reading:
-                    done, reading = await asyncio.wait(reading, return_when=asyncio.FIRST_COMPLETED)
-                    failed = [e for task in done if (e := task.exception()) is not None]
-                    if failed:
-                        raise failed[0]
-                    rows = [whole for task in done if (whole := task.result()) is not None]
-                    await self._write(window, "records read whole", rows, {}, writer, keep)
-        finally:
-            for task in reading:
-                task.cancel()
-            await asyncio.gather(*reading, return_exceptions=True)
-        return pages
-
-    def _key(self, page: Page, index: int, row: Any) -> str:
-        try:
-            return row_key(self._lane.source, row, index)
-        except RowError as exc:
-            raise GraphDataError(
-                f"{self._lane.name} page {page.number} [request-id {page.request_id}]: {exc}"
-            ) from None
-
-    async def _whole(self, page: Page, index: int, listed: Any) -> Any:
-        """One listed row read whole; None when Graph no longer has it because it reached the
-        end of Graph's keeping (a record is kept 30 days: one listed at the edge may be gone a
-        moment later). A row gone earlier than that fails the window, which the next run
-        reads again: a day is read once, and it must not lose a row to a passing error."""
-        source = self._lane.source
-        key = self._key(page, index, listed)
-        try:
-            return await self._graph.whole_row(source, key, self._report.stats)
-        except GraphError as exc:
-            started = listed.get(source.event_field or "") if isinstance(listed, dict) else None
-            if exc.status != 404 or not self._at_the_edge(started):
-                raise
-            log.warning(
-                "%s: %s was listed but Graph no longer has it (it keeps %d days): not archived",
-                self._lane.name,
-                key,
-                source.history.days,
-            )
-            return None
-
-    def _at_the_edge(self, stamp: object) -> bool:
-        """True when a row stamped ``stamp`` is within a day of leaving Graph's keeping."""
-        try:
-            moment = parse_instant(stamp) if isinstance(stamp, str) else None
-        except InstantParseError:
-            return False
-        edge = self._now - self._lane.source.history + timedelta(days=1)
-        return moment is not None and moment < edge
 
 
 async def _cancel(task: asyncio.Future[Any]) -> None:

@@ -22,7 +22,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -55,7 +55,8 @@ from ..observe.reports import RunReport, SourceReport, failed_in_a_row
 from . import watermarks
 from .plans import ProvisionalPlan, SettlePlan
 from .reading import WindowReader
-from .scheduler import Deadlines, Scheduler
+from .records import RecordRun
+from .scheduler import Deadlines, Scheduler, all_or_cancel
 from .settling import Settlement
 
 log = logging.getLogger("collector")
@@ -148,6 +149,7 @@ async def _collect_tenant(
         settings.requests_per_minute,
         budget_period,
         margin=budget_margin,
+        records_scale=settings.records_period_scale,
     )
     cycle = _Cycle(settings, now, budget.span, shown)
     tokens = TokenProvider(credentials, settings.graph_scope)
@@ -320,6 +322,7 @@ class _SourceRun:
         self._state_blob = state_blob
         self._confirm_lease = lease.confirm
         self._report = report
+        self._graph = graph
         self._finished: set[Claim] = set()
         self._labels: dict[Window, str] = {}
         per_log = min(
@@ -344,7 +347,6 @@ class _SourceRun:
             report,
             lease.confirm,
             self._scheduler.widen,
-            cycle.now,
         )
 
     async def run(self) -> None:
@@ -356,6 +358,22 @@ class _SourceRun:
             self._start(),
             self._lane.source.read_once,
         )
+        if self._lane.source.expand is not None:  # records read whole: in hour slices
+            cycle = self._cycle
+            await RecordRun(
+                settings,
+                cycle.now,
+                cycle.run_id,
+                cycle.deadlines,
+                self._lane,
+                self._graph,
+                self._store,
+                self._state_blob,
+                self._report,
+                self._progress,
+                self._confirm_lease,
+            ).run(bounds.start)
+            return
         start, end, horizon = bounds.start, bounds.end, bounds.horizon
         self._report.watermark_before = self._state_blob.current.watermark
         state = await self._state_blob.apply(lambda st: watermarks.begin(st, start, horizon))
@@ -370,7 +388,7 @@ class _SourceRun:
         phases = [self._provisional_phase(end, horizon)]
         if horizon is not None:
             phases.append(self._settle_phase(horizon))
-        await _all_or_cancel(phases)
+        await all_or_cancel(phases)
         if self._pace.rows_per_day != self._state_blob.current.rows_per_day:
             await self._state_blob.apply(lambda _: {"rows_per_day": self._pace.rows_per_day})
 
@@ -416,9 +434,7 @@ class _SourceRun:
         plan = SettlePlan(
             settled,
             horizon,
-            # A day of records read whole is a run's work on its own (~40,000 requests for
-            # 20,000 records): one at a time, so a backfill commits a day per day's work.
-            1 if self._lane.source.expand is not None else self._settings.windows_in_flight,
+            self._settings.windows_in_flight,
             one_day=self._lane.source.read_once,
         )
         self._progress.plan_settle(settled, horizon)
@@ -501,14 +517,3 @@ class _SourceRun:
             self._report.rows,
             self._report.stats.requests,
         )
-
-
-async def _all_or_cancel(work: list[Coroutine[Any, Any, None]]) -> None:
-    """Run ``work`` concurrently; the first failure cancels the rest and is raised."""
-    tasks = [asyncio.create_task(w) for w in work]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

@@ -189,3 +189,14 @@ class Scheduler:
             return await process(window)
         finally:
             self._pace.stopped(window)  # no-op once its last page was read
+
+
+async def all_or_cancel(work: list[Coroutine[Any, Any, None]]) -> None:
+    """Run ``work`` concurrently; the first failure cancels the rest and is raised."""
+    tasks = [asyncio.create_task(w) for w in work]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,516 @@
+"""One run's work on call records: hour slices past the lateness, and revisits of past days.
+
+- **Slices** (``core.slices``): each hour of records is listed once it is past the lateness;
+  every listed record the day's blobs do not hold yet (``archive.records.DayHoldings``) is
+  read whole, ``IN_FLIGHT`` side by side across slices and days, and committed with others
+  in a small blob as soon as it is complete (``archive.records.RecordBlobs``). The watermark
+  passes a slice once all its records are committed or set aside; a day's manifest is
+  written once the watermark passes its end. A run stopped at any instant loses only what
+  was not committed: the next one lists the slice again and skips what is archived.
+- **Failures**: a record that fails ``CALL_RECORDS_ATTEMPTS`` reads is set aside (kept in
+  the state, named in the day's manifests and in ``status``); its slice and day go on.
+- **Revisits**: at each of ``CALL_RECORDS_REVISIT_DAYS`` after a day ended, the day is
+  listed again (a request per 60 records) and only records with a version the day lacks are
+  read, archived beside the earlier versions (append-only) and named in a revisit manifest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from ..archive.blobstore import BlobStore
+from ..archive.layout import (
+    is_day_manifest,
+    manifest_name,
+    manifest_prefix,
+    revisit_manifest_name,
+    revisit_of,
+)
+from ..archive.records import DayHoldings, RecordBlobs, Version, day_holdings, record_version
+from ..archive.state import SetAside, SourceState, StateBlob
+from ..core.errors import (
+    GraphDataError,
+    GraphError,
+    InstantParseError,
+    PagingError,
+    RowError,
+)
+from ..core.lanes import Lane
+from ..core.rows import event_ticks, row_key
+from ..core.settings import Settings
+from ..core.slices import due_revisit, plan_slices, slice_horizon
+from ..core.timefmt import format_instant, parse_instant, utc_date_of_ticks
+from ..core.windows import Window, floor_to_midnight, history_edge
+from ..graph.client import GraphClient, Page
+from ..observe.progress import SourceProgress
+from ..observe.reports import SourceReport
+from . import watermarks
+from .scheduler import Deadlines, all_or_cancel
+from .whole_records import WholeRecord
+
+log = logging.getLogger("collector")
+
+IN_FLIGHT = 128
+"""Records read whole at once: at Graph's 75 requests a second for call records and about
+two requests a record, enough to keep the rate at the limit up to about 3 s of latency."""
+STATE_EVERY = 30.0
+"""Seconds between watermark writes while slices pass (a day's end is written at once): a
+run killed meanwhile only lists those slices again and skips their records."""
+LANE_FAILURES = frozenset({401, 403, 429})
+"""Statuses that say the lane cannot read now (no permission, out of budget): they fail
+the run, not the record."""
+
+
+@dataclass
+class _Slice:
+    """One listing (a slice, or a revisited day) and the records of it still being read."""
+
+    window: Window
+    pending: int = 0
+    listed: bool = False
+    complete: asyncio.Event = field(default_factory=asyncio.Event)
+    set_aside: list[SetAside] = field(default_factory=list)
+
+    def settle(self) -> None:
+        if self.listed and self.pending == 0:
+            self.complete.set()
+
+
+@dataclass
+class _Revisit:
+    """What a revisit found, for its manifest."""
+
+    day: date
+    age: int
+    listed: int = 0
+    revised: int = 0
+    appeared: int = 0
+
+
+class RecordRun:
+    """One run of a call-records lane (see the module's docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        now: datetime,
+        run_id: str,
+        deadlines: Deadlines,
+        lane: Lane,
+        graph: GraphClient,
+        store: BlobStore,
+        state_blob: StateBlob,
+        report: SourceReport,
+        progress: SourceProgress,
+        confirm_lease: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._settings = settings
+        self._now = now
+        self._deadlines = deadlines
+        self._lane = lane
+        self._graph = graph
+        self._store = store
+        self._state_blob = state_blob
+        self._report = report
+        self._progress = progress
+        self._confirm_lease = confirm_lease
+        metadata = {"source": lane.source.name, **({"tenant": lane.tenant} if lane.tenant else {})}
+        self._blobs = RecordBlobs(store, lane, run_id, metadata, confirm_lease, self._committed)
+        self._holdings: dict[date, DayHoldings] = {}
+        self._loading: dict[date, asyncio.Lock] = {}
+        self._reading: set[tuple[str, Version]] = set()
+        self._slots = asyncio.Semaphore(IN_FLIGHT)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._failure: BaseException | None = None
+        self._gone: dict[date, int] = {}
+
+    # ------------------------------------------------------------------ the run
+
+    async def run(self, start: datetime) -> None:
+        """Read every slice from the watermark (``start`` for a new lane) to the slice
+        horizon, and the revisits due, within the run's time limits."""
+        settings, source = self._settings, self._lane.source
+        horizon = slice_horizon(self._now, settings.lag, settings.lateness)
+        state = await self._state_blob.apply(
+            lambda st: {
+                **watermarks.begin(st, start, horizon),
+                "set_aside": self._kept(st.set_aside),
+            }
+        )
+        self._report.watermark_before = state.watermark
+        assert state.watermark is not None
+        await self._finish_days()  # a run killed between a day's end and its manifest
+        slices = plan_slices(self._state_blob.current.watermark or start, horizon)
+        self._progress.plan_windows(slices)
+        if not slices:
+            log.info("%s: up to date (watermark %s)", self._lane.name, format_instant(horizon))
+        try:
+            async with asyncio.timeout(max(0.0, self._deadlines.hard - time.monotonic())):
+                await all_or_cancel([self._read_slices(slices), self._revisits()])
+        except TimeoutError:
+            self._report.out_of_time = True
+            log.warning(
+                "%s: records still being read at the hard time limit were stopped; the "
+                "next run reads them again",
+                self._lane.name,
+            )
+        except BaseException:
+            await self._stop_reads()
+            await self._blobs.abort()
+            raise
+        await self._stop_reads()
+        await self._blobs.flush()  # what is complete is kept, even of a slice not finished
+        if self._failure is not None:
+            raise self._failure
+        current = self._state_blob.current
+        self._report.watermark_after = current.watermark
+        self._report.settled_after = current.settled
+        if source.records_budget and current.set_aside:
+            log.warning(
+                "%s: %d record(s) set aside after failing every attempt (see status)",
+                self._lane.name,
+                len(current.set_aside),
+            )
+
+    def _kept(self, set_aside: tuple[SetAside, ...]) -> tuple[SetAside, ...]:
+        """The records set aside that Graph may still have: older ones are named in their
+        day's manifests and no longer tried."""
+        edge = history_edge(self._now, self._lane.source.history).date()
+        return tuple(r for r in set_aside if r.day >= edge - timedelta(days=1))
+
+    # ------------------------------------------------------------------ slices
+
+    async def _read_slices(self, slices: list[Window]) -> None:
+        """List each slice in order and read its records; a follower commits the slices as
+        they complete, in order, while the next ones are listed (the pipeline stays full
+        across slice and day boundaries)."""
+        queue: asyncio.Queue[_Slice | None] = asyncio.Queue()
+        follower = asyncio.create_task(self._commit_slices(queue))
+        try:
+            for window in slices:
+                if self._out_of_time() or follower.done():
+                    break
+                piece = _Slice(window)
+                await queue.put(piece)
+                await self._list_into(piece, revisit=None)
+            await queue.put(None)
+            await follower
+        finally:
+            if not follower.done():
+                follower.cancel()
+                await asyncio.gather(follower, return_exceptions=True)
+
+    async def _commit_slices(self, queue: asyncio.Queue[_Slice | None]) -> None:
+        """Pass the watermark over each slice once it is listed whole and every record of it
+        is committed or set aside; write each day's manifest once the watermark passes it."""
+        last_write = time.monotonic()
+        set_aside: list[SetAside] = []
+        passed: datetime | None = None
+        while (piece := await queue.get()) is not None:
+            await piece.complete.wait()
+            await self._blobs.flush()
+            set_aside.extend(piece.set_aside)
+            passed = piece.window.end
+            self._progress.read(piece.window, provisional=True)
+            self._report.windows += 1
+            midnight = passed == floor_to_midnight(passed)
+            if midnight or set_aside or time.monotonic() - last_write >= STATE_EVERY:
+                await self._pass(passed, set_aside)
+                set_aside, passed, last_write = [], None, time.monotonic()
+        if passed is not None:
+            await self._pass(passed, set_aside)
+
+    async def _pass(self, watermark: datetime, set_aside: list[SetAside]) -> None:
+        """Move the watermark to ``watermark`` with the records set aside before it, then
+        write the manifests of the days it passed."""
+        await self._state_blob.apply(
+            lambda st: {
+                "watermark": max(watermark, st.watermark or watermark),
+                "set_aside": (*st.set_aside, *set_aside),
+            }
+        )
+        await self._finish_days()
+
+    async def _finish_days(self) -> None:
+        """Write the manifest of every day the watermark has passed and the settled
+        watermark has not, then move the settled watermark."""
+        state = self._state_blob.current
+        assert state.watermark is not None
+        settled = state.settled or floor_to_midnight(state.watermark)
+        end = floor_to_midnight(state.watermark)
+        while settled < end:
+            await self._write_manifest(settled.date(), state)
+            settled += timedelta(days=1)
+            self._report.settled_days += 1
+        if settled != state.settled:
+            await self._state_blob.apply(lambda _: {"settled": settled})
+
+    async def _write_manifest(self, day: date, state: SourceState) -> None:
+        holdings = await day_holdings(self._store, self._lane, day)
+        self._holdings[day] = holdings
+        failed = [r for r in state.set_aside if r.day == day]
+        document = self._manifest(day, holdings, failed)
+        document["status"] = "settled-with-failures" if failed else "settled"
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        edge = self._now - self._lane.source.history
+        document.update(
+            {
+                "lateRows": 0,
+                "changedRows": 0,
+                "changedKeys": [],
+                "goneRows": self._gone.get(day, 0),
+                "coveredFrom": format_instant(start),
+                "coveredTo": format_instant(start + timedelta(days=1)),
+                "settledAt": format_instant(datetime.now(UTC).replace(microsecond=0)),
+                "lateness": f"PT{int(self._settings.lateness.total_seconds() // 3600)}H",
+                "revisitDays": list(self._settings.revisit_days),
+                # Read when Graph had begun deleting the day: what it deleted first is not
+                # here, and nothing can count it.
+                "readAtGraphsEdge": start < edge + timedelta(days=1),
+            }
+        )
+        if not await self._store.create_json(manifest_name(self._lane, day), document):
+            log.info("%s: the manifest of %s was written by an earlier run", self._lane.name, day)
+        if holdings.versions:  # what progress estimates size the next days by
+            await self._state_blob.apply(lambda _: {"rows_per_day": float(len(holdings.versions))})
+
+    def _manifest(self, day: date, holdings: DayHoldings, failed: list[SetAside]) -> dict[str, Any]:
+        """What every manifest of a call-records day says: its blobs, rows, records and
+        revisions (rows that are a later version of a record), and the records set aside."""
+        rows = sum(holdings.blobs.values())
+        versions = holdings.rows
+        return {
+            "source": self._lane.source.name,
+            **({"tenant": self._lane.tenant} if self._lane.tenant else {}),
+            "date": day.isoformat(),
+            "blobs": [{"name": n, "rows": r} for n, r in sorted(holdings.blobs.items())],
+            "rows": rows,
+            "records": len(holdings.versions),
+            "revisions": versions - len(holdings.versions),
+            "setAside": [r.document() for r in failed],
+        }
+
+    # ------------------------------------------------------------------ revisits
+
+    async def _revisits(self) -> None:
+        """Make every revisit due, oldest day first (the nearest to Graph's edge)."""
+        ages = self._settings.revisit_days
+        settled = self._state_blob.current.settled
+        if not ages or settled is None:
+            return
+        names = await self._store.list_with_metadata(manifest_prefix(self._lane))
+        final = {date.fromisoformat(n.rsplit("/", 1)[-1][:10]) for n in names if is_day_manifest(n)}
+        done: dict[date, set[int]] = {}
+        for name in names:
+            if (found := revisit_of(name)) is not None:
+                done.setdefault(found[0], set()).add(found[1])
+        edge = history_edge(self._now, self._lane.source.history).date()
+        for day in sorted(d for d in final if d >= edge and d < settled.date()):
+            age = due_revisit(day, self._now, self._settings.lag, ages, done.get(day, ()))
+            if age is None:
+                continue
+            if self._out_of_time():
+                return
+            await self._revisit(day, age)
+
+    async def _revisit(self, day: date, age: int) -> None:
+        """List ``day`` again and read the records with a version it lacks; then write the
+        revisit's manifest and update the records set aside."""
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        piece = _Slice(Window(start, start + timedelta(days=1)))
+        found = _Revisit(day, age)
+        before = await self._day(day)
+        known = {k: set(v) for k, v in before.versions.items()}
+        blobs_before = set(before.blobs)
+        await self._list_into(piece, revisit=found)
+        if not piece.listed:
+            return  # out of time: the next run lists the day again
+        await piece.complete.wait()
+        await self._blobs.flush()
+        holdings = await day_holdings(self._store, self._lane, day)
+        self._holdings[day] = holdings
+        recovered = [
+            r
+            for r in self._state_blob.current.set_aside
+            if r.day == day and r.id in holdings.versions
+        ]
+        still = piece.set_aside
+        added = {n: r for n, r in holdings.blobs.items() if n not in blobs_before}
+        document = self._manifest(day, holdings, still)
+        document.update(
+            {
+                "pass": "revisit",
+                "ageDays": age,
+                "listed": found.listed,
+                "added": [{"name": n, "rows": r} for n, r in sorted(added.items())],
+                "addedRows": sum(added.values()),
+                "revised": sum(
+                    1 for k in holdings.versions if k in known and holdings.versions[k] != known[k]
+                ),
+                "appeared": sum(1 for k in holdings.versions if k not in known),
+                "recovered": [r.id for r in recovered],
+                "revisitedAt": format_instant(datetime.now(UTC).replace(microsecond=0)),
+            }
+        )
+        self._report.changed_rows += document["revised"]
+        self._report.late_rows += document["appeared"]
+        await self._store.create_json(revisit_manifest_name(self._lane, day, age), document)
+        last = age == max(self._settings.revisit_days)
+
+        def update(st: SourceState) -> dict[str, Any]:
+            # After the last revisit nothing tries a record again: its manifest names it.
+            before = {r.id: r.attempts for r in st.set_aside if r.day == day}
+            failing = [
+                SetAside(r.id, day, r.version, r.error, r.attempts + before.get(r.id, 0))
+                for r in ([] if last else still)
+            ]
+            return {"set_aside": (*(r for r in st.set_aside if r.day != day), *failing)}
+
+        await self._state_blob.apply(update)
+        log.info(
+            "%s: revisited %s at %d days: %d listed, %d revised, %d appeared, %d still set aside",
+            self._lane.name,
+            day,
+            age,
+            found.listed,
+            document["revised"],
+            document["appeared"],
+            len(still),
+        )
+
+    # ------------------------------------------------------------------ listing and reading
+
+    async def _list_into(self, piece: _Slice, revisit: _Revisit | None) -> None:
+        """List ``piece``'s records page by page and start reading each the archive lacks;
+        ``piece.listed`` says whether every page was listed (not cut short by time)."""
+        source = self._lane.source
+        listing = self._graph.pages(source, piece.window, self._report.stats)
+        async with aclosing(listing) as pages:
+            if await self._listed(piece, pages, revisit):
+                piece.listed = True
+        piece.settle()
+
+    async def _listed(
+        self, piece: _Slice, pages: AsyncIterator[Page], revisit: _Revisit | None
+    ) -> bool:
+        """Start reading every record of ``pages`` the archive lacks; False when time ran
+        out before the last page."""
+        source = self._lane.source
+        async for page in pages:
+            self._report.pages += 1
+            for index, row in enumerate(page.rows):
+                try:
+                    key = row_key(source, row, index)
+                    day = utc_date_of_ticks(event_ticks(source, row, index, key))
+                except RowError as exc:
+                    raise GraphDataError(
+                        f"{self._lane.name} {piece.window} page {page.number} "
+                        f"[request-id {page.request_id}]: {exc}"
+                    ) from None
+                version = record_version(row)
+                if revisit is not None:
+                    revisit.listed += 1
+                if (key, version) in self._reading or (await self._day(day)).holds(key, version):
+                    continue
+                self._reading.add((key, version))
+                await self._slots.acquire()
+                if self._failure is not None:
+                    self._slots.release()
+                    raise self._failure
+                piece.pending += 1
+                task = asyncio.create_task(self._read(piece, key, version, day, row))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            if page.more and self._out_of_time():
+                return False
+        return True
+
+    async def _day(self, day: date) -> DayHoldings:
+        """What ``day``'s blobs hold (read once a run, then kept up to date)."""
+        if day not in self._holdings:
+            async with self._loading.setdefault(day, asyncio.Lock()):
+                if day not in self._holdings:
+                    self._holdings[day] = await day_holdings(self._store, self._lane, day)
+        return self._holdings[day]
+
+    async def _read(self, piece: _Slice, key: str, listed: Version, day: date, row: Any) -> None:
+        """Read one record whole (up to ``CALL_RECORDS_ATTEMPTS`` times) and buffer it for
+        its blob; set it aside when every attempt failed."""
+        attempts = self._settings.record_attempts
+        try:
+            error = ""
+            for _ in range(attempts):
+                record = WholeRecord(
+                    self._graph, self._blobs, self._lane.source, self._report.stats, day, key
+                )
+                try:
+                    version = await record.read((await self._day(day)).parts_of(key))
+                except GraphError as exc:
+                    if exc.status in LANE_FAILURES:
+                        raise
+                    if exc.status == 404 and self._at_the_edge(row):
+                        self._gone[day] = self._gone.get(day, 0) + 1
+                        log.warning(
+                            "%s: %s was listed but Graph no longer has it (it keeps %d "
+                            "days): not archived",
+                            self._lane.name,
+                            key,
+                            self._lane.source.history.days,
+                        )
+                        return
+                    error = " ".join(str(exc).split())
+                except (GraphDataError, PagingError) as exc:
+                    error = " ".join(str(exc).split())
+                else:
+                    (await self._day(day)).add(key, version)
+                    self._report.rows += 1
+                    return
+            log.error(
+                "%s: record %s of %s failed %d read(s), set aside (the day goes on; its "
+                "revisits try it again): %s",
+                self._lane.name,
+                key,
+                day,
+                attempts,
+                error,
+            )
+            piece.set_aside.append(SetAside(key, day, listed, error, attempts))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # raised by the run, once its other reads are stopped
+            self._failure = self._failure or exc
+        finally:
+            self._slots.release()
+            piece.pending -= 1
+            piece.settle()
+
+    def _at_the_edge(self, row: Any) -> bool:
+        """True when a listed record is within a day of leaving Graph's keeping."""
+        stamp = row.get(self._lane.source.event_field or "") if isinstance(row, dict) else None
+        try:
+            moment = parse_instant(stamp) if isinstance(stamp, str) else None
+        except InstantParseError:
+            return False
+        edge = self._now - self._lane.source.history + timedelta(days=1)
+        return moment is not None and moment < edge
+
+    def _committed(self, day: date, name: str, metadata: dict[str, str]) -> None:
+        self._report.blobs += 1
+        holdings = self._holdings.get(day)
+        if holdings is not None:
+            holdings.note(name, metadata)
+
+    async def _stop_reads(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _out_of_time(self) -> bool:
+        return time.monotonic() >= self._deadlines.soft or self._failure is not None
