@@ -227,13 +227,18 @@ def stack(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         "COLLECTOR_START": "2026-10-20T00:00:00Z",
         "COLLECTOR_LAG_MINUTES": "60",
     }
-    yield Stack(graph, azurite, env, proxy)
+    stack = Stack(graph, azurite, env, proxy)
+    yield stack
     graph.stop()
     # The archive contract, checked in every end-to-end test: no data blob was ever
     # overwritten or deleted, and every data blob was created once.
     assert proxy.refused == [], proxy.refused
     created = [(c.container, c.name) for c in proxy.created]
     assert len(created) == len(set(created)), "a data blob was created twice"
+    # The session's one in-memory Azurite holds 1 GB: a test's archive goes with the test.
+    container = stack.container()
+    if container.exists():
+        container.delete_container()
 
 
 @functools.cache

@@ -6,9 +6,11 @@ run); each result is checked against the same figures computed here from the raw
 read back with ``json``. An SQL block names its check on its first line (``-- title``, a key
 of ``SQL_CHECKS``): a new query needs a new check, so the docs cannot rot.
 
-The archive: the five sources collected by four runs over six days (late rows, a row Graph
-changed, settled days and their manifests included), copied after the third run (``before``)
-and after the fourth (``after``), plus a two-tenant archive (``tenants``). The blobs are
+The archive: the six sources collected by four runs over six days (late rows, a row Graph
+changed, settled days and their manifests included; call records with revisions found by
+revisits, a town hall a day archived split, and a record set aside by the third run and
+recovered by the fourth), copied after the third run (``before``) and after the fourth
+(``after``), plus a two-tenant archive (``tenants``). The blobs are
 copied to a local folder through the blob client against Azurite, and the docs' container
 URLs (``az://callrecords/``, ``abfss://callrecords@<account>.dfs.core.windows.net``) are
 replaced by that folder: DuckDB's ``azure`` extension cannot be downloaded here (extensions
@@ -17,6 +19,7 @@ come from the internet), and local Spark has no Azure driver.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -42,7 +45,8 @@ from collector.core.rows import row_key, split_page
 from collector.core.sources import SOURCES
 from collector.core.timefmt import parse_instant
 from collector.core.windows import Window
-from collector.graph.client import _parse_json
+from collector.graph import client as graph_client
+from collector.graph.client import RetryPolicy, _parse_json
 from devstack.azurite import Azurite
 from devstack.stack import GraphStack
 from devstack.synthetic import Tenant
@@ -70,6 +74,10 @@ TENANTS = {
     "bbbbbbbb-2222-4222-8222-000000000002": Tenant(seed=32, rows_per_day={"pstn": 250}),
 }
 PLACEHOLDER = "0001-01-01T00:00:00Z"
+TOWN_HALL = 600
+"""Attendees (and sessions) of each day's huge meeting: its record is over 4 MB whole, so the
+collector archives it split (``collectorSplit``): the simulator's sessions are about 10 KB
+each."""
 DAY_FOLDER = re.compile(r"/(?:tenant=(?P<tenant>[^/]+)/)?year=(\d{4})/month=(\d\d)/day=(\d\d)/")
 
 
@@ -86,11 +94,25 @@ class Archive:
         return sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*.json*"))
 
     def data_blobs(self, source: str) -> list[str]:
+        """The blobs of ``source`` whose lines are its rows (for call records: record lines,
+        not the rows of split records)."""
         return [
             n
             for n in self.names()
-            if n.startswith(f"{source}/") and n.rsplit("/", 1)[1].startswith(("part-", "settle-"))
+            if n.startswith(f"{source}/")
+            and n.rsplit("/", 1)[1].startswith(("part-", "settle-", "records-"))
         ]
+
+    def split_blobs(self, source: str, relation: str | None = None) -> list[str]:
+        """The blobs of split call records' ``relation`` rows (None: every relation)."""
+        found = []
+        for name in self.names():
+            folder, _, leaf = name.rpartition("/")
+            kind = folder.rsplit("/", 1)[-1]
+            ours = name.startswith(f"{source}/") and leaf.startswith(f"{kind}-")
+            if ours and "=" not in kind and relation in (None, kind):
+                found.append(name)
+        return found
 
     def lines(self, name: str) -> list[dict[str, Any]]:
         text = (self.root / name).read_text(encoding="utf-8")
@@ -137,6 +159,14 @@ def copy_container(azurite: Azurite, container: str, target: Path) -> Archive:
     return Archive(target)
 
 
+def drop_container(azurite: Azurite, container: str) -> None:
+    """Delete ``container``: the session's one in-memory Azurite holds 1 GB in all."""
+    client = BlobServiceClient.from_connection_string(azurite.connection_string)
+    container_client = client.get_container_client(container)
+    if container_client.exists():
+        container_client.delete_container()
+
+
 @pytest.fixture(scope="module")
 def archives(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archives]:
     base = tmp_path_factory.mktemp("docs-archive")
@@ -147,6 +177,9 @@ def archives(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> Iter
             # azure-identity reads the managed-identity endpoint from the environment.
             patch.setenv("IDENTITY_ENDPOINT", graph.identity_endpoint)
             patch.setenv("IDENTITY_HEADER", graph.identity_header)
+            # The record that fails is set aside after its reads' retries: quick ones here.
+            fast = functools.partial(RetryPolicy, base_delay=0.01, max_delay=0.05)
+            patch.setattr(graph_client, "RetryPolicy", fast)
             env = {
                 **graph.env(),
                 "COLLECTOR_STORAGE": azurite.connection_string,
@@ -154,9 +187,26 @@ def archives(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> Iter
                 "COLLECTOR_SOURCES": ",".join(ALL_SOURCES),
                 "COLLECTOR_START": START,
                 "COLLECTOR_LAG_MINUTES": "60",
+                # Graph's per-record limits (50 later pages per 5 min) in 3 s: the town hall
+                # pages its sessions without waiting minutes.
+                "GRAPH_CALL_RECORDS_PERIOD_SCALE": "0.01",
             }
             records = graph.simulator.call_records
-            records.configure(records_per_day=30, sessions=(1, 6), huge_per_day=0)
+            records.configure(
+                records_per_day=30,
+                sessions=(1, 6),
+                huge_per_day=1,  # a town hall a day, whole over 4 MB
+                huge_participants=(TOWN_HALL, TOWN_HALL),
+                huge_session_per_attendee=True,
+                late_change_rate=0.5,  # revisions, found by the revisits
+                late_create_rate=0.1,
+            )
+            failing = next(
+                r.id
+                for r in records.timeline(None, "2026-10-21T00:00:00Z", "2026-10-22T00:00:00Z")
+                if not r.huge
+            )
+            records.fail_always(failing)  # set aside until it heals before FOURTH
 
             def run(as_of: str) -> int:
                 records.now = as_of  # what Graph keeps of its call records, and in which version
@@ -169,10 +219,12 @@ def archives(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> Iter
             graph.tenant.change_row("pstn", "2026-10-21", "charge", 9.99)
             assert run(THIRD) == 0
             before = copy_container(azurite, container, base / "before")
+            records.heal(failing)  # Oct 21's revisit at 3 days reads it: recovered
             assert run(FOURTH) == 0
             after = copy_container(azurite, container, base / "after")
     finally:
         graph.stop()
+        drop_container(azurite, container)
     yield Archives(before, after, tenants_archive(azurite, base / "tenants"))
 
 
@@ -208,6 +260,7 @@ def tenants_archive(azurite: Azurite, target: Path) -> Archive:
         return copy_container(azurite, container, target)
     finally:
         graph.stop()
+        drop_container(azurite, container)
 
 
 def sync(source: Archive, target: Path) -> Archive:
@@ -240,7 +293,12 @@ def folder_day(name: str) -> date:
 
 
 def key(source: str, row: dict[str, Any]) -> str:
-    return row_key(SOURCES[source], row, 0)
+    """A row's identity: its key, with its version for call records (every version is
+    archived), and for a split record's session or participant, the record's too."""
+    if "callRecordId" in row:
+        return f"{row['callRecordId']}@{row['callRecordVersion']}/{row['id']}"
+    found = row_key(SOURCES[source], row, 0)
+    return f"{found}@{row.get('version')}" if SOURCES[source].versioned else found
 
 
 def half_up(value: float) -> float:
@@ -540,7 +598,8 @@ def _manifest_days(archive: Archive, result: Result) -> None:
             m["goneRows"],
             len(m["blobs"]),
         )
-        for m in archive.manifests().values()
+        for n, m in archive.manifests().items()
+        if ".revisit-" not in n
     )
     assert result.rows == expected
     assert {r[0] for r in expected} == set(ALL_SOURCES)
@@ -604,6 +663,28 @@ def test_layout_md_shows_and_explains_every_field_of_a_real_manifest(archives: A
     assert documented == set(real) | {"tenant"}
 
 
+def test_layout_md_explains_every_field_of_call_records_manifests(archives: Archives) -> None:
+    manifests = archives.after.manifests("call_records")
+    day = manifests["_manifests/call_records/2026-10-21.json"]
+    revisit = manifests["_manifests/call_records/2026-10-21.revisit-03d.json"]
+    pstn = archives.after.manifests("pstn")["_manifests/pstn/2026-10-21.json"]
+    assert set(pstn) <= set(day)
+    page = (ROOT / "docs/data/layout.md").read_text(encoding="utf-8")
+    table = page.split("| call-records field | meaning |", 1)[1].split("\n\n", 1)[0]
+    documented = set(re.findall(r"`(\w+)`", "".join(re.findall(r"^\| ([^|]+) \|", table, re.M))))
+    shared = {"source", "date", "blobs"}  # the table above explains them
+    assert documented == (set(day) - set(pstn)) | (set(revisit) - shared) | {"status", "rows"}
+
+    # call-records.md's excerpt of a manifest with a record set aside: the real one's shape.
+    (example,) = [
+        json.loads(b.code) for b in doc_blocks("json") if b.page == "docs/data/call-records.md"
+    ]
+    real = archives.before.manifests("call_records")["_manifests/call_records/2026-10-21.json"]
+    assert set(example) <= set(real) and example["status"] == real["status"]
+    assert set(example["setAside"][0]) == set(real["setAside"][0])
+    assert real["status"] == "settled-with-failures"
+
+
 # --- recipes --------------------------------------------------------------------------------
 
 
@@ -622,18 +703,27 @@ def test_final_days_recipe_loads_each_final_day_once_then_only_the_new_one(
         return Counter(
             (m["source"], date.fromisoformat(m["date"]), key(m["source"], row))
             for m in archive.manifests().values()
-            for blob in m["blobs"]
+            for blob in (m["added"] if m.get("pass") == "revisit" else m["blobs"])
             for row in archive.lines(blob["name"])
         )
 
     first = load(con)
-    assert first == sorted(live.manifests()) and len(first) == 2 * len(ALL_SOURCES)
+    revisit = "_manifests/call_records/2026-10-20.revisit-03d.json"
+    assert first == sorted(live.manifests()) and len(first) == 2 * len(ALL_SOURCES) + 1
+    assert revisit in first
     assert loaded() == final(live)
     assert load(con) == []
 
     live = sync(archives.after, live.root)  # one more day settled, of every source
-    assert load(con) == [f"_manifests/{s}/2026-10-22.json" for s in sorted(ALL_SOURCES)]
+    assert load(con) == sorted(
+        [
+            *(f"_manifests/{s}/2026-10-22.json" for s in ALL_SOURCES),
+            "_manifests/call_records/2026-10-21.revisit-03d.json",
+        ]
+    )
     assert loaded() == final(live) and set(final(live).values()) == {1}
+    revised = live.manifests("call_records")["_manifests/call_records/2026-10-21.revisit-03d.json"]
+    assert revised["added"] and revised["revised"]  # later versions, loaded as new rows
 
     # A day whose rows do not add up to its manifest is not loaded, nor checkpointed.
     forged = live.manifests("pstn")["_manifests/pstn/2026-10-22.json"]
@@ -643,7 +733,7 @@ def test_final_days_recipe_loads_each_final_day_once_then_only_the_new_one(
         load(con)
     assert loaded() == final(archives.after)
     assert con.execute("SELECT count(*) FROM loaded_manifests").fetchone() == (
-        3 * len(ALL_SOURCES),
+        len(archives.after.manifests()),
     )
 
 
@@ -653,7 +743,9 @@ def test_new_blobs_recipe_loads_every_data_blob_once(archives: Archives, tmp_pat
     con = duckdb.connect(str(tmp_path / "call-logs.duckdb"))
 
     def blobs(archive: Archive) -> list[str]:
-        return sorted(n for s in ALL_SOURCES for n in archive.data_blobs(s))
+        return sorted(
+            n for s in ALL_SOURCES for n in (*archive.data_blobs(s), *archive.split_blobs(s))
+        )
 
     first = load(con)
     assert first == blobs(live)
@@ -664,10 +756,15 @@ def test_new_blobs_recipe_loads_every_data_blob_once(archives: Archives, tmp_pat
     got = con.execute("SELECT source, day, row FROM call_logs").fetchall()
     loaded = Counter((s, day, key(s, json.loads(row))) for s, day, row in got)
     archived = Counter(
-        (s, folder_day(name), key(s, row)) for s in ALL_SOURCES for name, row in live.rows(s)
+        (s, folder_day(name), key(s, row))
+        for s in ALL_SOURCES
+        for name in blobs(live)
+        if name.startswith(f"{s}/")
+        for row in live.lines(name)
     )
     assert loaded == archived
-    assert set(loaded.values()) == {1}  # provisional and late rows, each once
+    assert set(loaded.values()) == {1}  # provisional and late rows, each version, each once
+    assert any("/sessions/" in n for n in blobs(live))  # split records' rows too
 
 
 # --- Spark ------------------------------------------------------------------------------
@@ -737,27 +834,97 @@ def _poor(stream: dict[str, Any]) -> bool:
     )
 
 
+def _latest_records(archive: Archive) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Each call record's latest version (the highest ``version`` of its ``id``), with its
+    blob's name."""
+    latest: dict[str, tuple[str, dict[str, Any]]] = {}
+    for name, record in archive.rows("call_records"):
+        held = latest.get(record["id"])
+        if held is None or record["version"] > held[1]["version"]:
+            latest[record["id"]] = (name, record)
+    return latest
+
+
+def _latest_sessions(archive: Archive) -> list[tuple[str, int, dict[str, Any]]]:
+    """(record id, version, session) of every session of every record's latest version:
+    from its line, or for a split record from the ``sessions/`` rows of that version."""
+    split: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for name in archive.split_blobs("call_records", "sessions"):
+        for row in archive.lines(name):
+            split[row["callRecordId"], row["callRecordVersion"]].append(row)
+    found: list[tuple[str, int, dict[str, Any]]] = []
+    for _, record in _latest_records(archive).values():
+        if "collectorSplit" in record:
+            rows = split[record["id"], record["version"]]
+            assert len(rows) == record["collectorSplit"]["sessions"], record["id"]
+            assert "sessions" not in record and "participants_v2" not in record
+        else:
+            rows = record["sessions"]
+        found.extend((record["id"], record["version"], session) for session in rows)
+    return found
+
+
 def _streams_by_subnet(archive: Archive) -> list[tuple[str | None, int, int]]:
-    """(caller subnet, streams, poor streams) from the raw call records, poorest first."""
+    """(caller subnet, streams, poor streams) of the latest versions, poorest first."""
     counts: dict[str | None, list[int]] = defaultdict(lambda: [0, 0])
-    for _, record in archive.rows("call_records"):
-        for session in record["sessions"]:
-            for segment in session["segments"]:
-                for media in segment.get("media") or []:
-                    subnet = (media.get("callerNetwork") or {}).get("subnet")
-                    for stream in media.get("streams") or []:
-                        counts[subnet][0] += 1
-                        counts[subnet][1] += _poor(stream)
+    for _, _, session in _latest_sessions(archive):
+        for segment in session["segments"]:
+            for media in segment.get("media") or []:
+                subnet = (media.get("callerNetwork") or {}).get("subnet")
+                for stream in media.get("streams") or []:
+                    counts[subnet][0] += 1
+                    counts[subnet][1] += _poor(stream)
     rows = [(s, n, poor) for s, (n, poor) in counts.items()]
     return sorted(rows, key=lambda r: (-r[2], r[0] is None, r[0] or ""))
 
 
 def _records_by_modality(archive: Archive) -> list[tuple[date, str, str, int]]:
     counts: Counter[tuple[date, str, str]] = Counter()
-    for name, record in archive.rows("call_records"):
+    for name, record in _latest_records(archive).values():
         for modality in record["modalities"]:
             counts[folder_day(name), record["type"], modality] += 1
     return sorted((d, t, m, n) for (d, t, m), n in counts.items())
+
+
+def test_the_archive_holds_revisions_split_records_and_a_recovered_record(
+    archives: Archives,
+) -> None:
+    """What the call-records queries are checked on: without these, they prove nothing."""
+    archive = archives.after
+    rows = archive.rows("call_records")
+    latest = _latest_records(archive)
+    assert len(rows) > len(latest), "no record has two versions: no revision to skip"
+    split = [r for _, r in latest.values() if "collectorSplit" in r]
+    assert split, "no split record: the split path of the queries is not checked"
+    revisits = {n: m for n, m in archive.manifests("call_records").items() if ".revisit-" in n}
+    assert any(m["revised"] for m in revisits.values())
+    assert any(m["recovered"] for m in revisits.values())
+    before = archives.before.manifests("call_records")["_manifests/call_records/2026-10-21.json"]
+    assert before["status"] == "settled-with-failures" and len(before["setAside"]) == 1
+
+
+@sql_check("the latest version of each call record")
+def _latest_call_records(archive: Archive, result: Result) -> None:
+    expected = sorted((i, r["version"]) for i, (_, r) in _latest_records(archive).items())
+    got = sorted(
+        (str(i), v) for i, v in zip(result.column("id"), result.column("version"), strict=True)
+    )
+    assert got == expected
+    assert "collectorSplit" in result.columns and {"year", "month", "day"} <= set(result.columns)
+
+
+@sql_check("every session of the latest version of every call record, split or not")
+def _latest_call_sessions(archive: Archive, result: Result) -> None:
+    expected = Counter(
+        (record, version, session["id"], len(session["segments"]))
+        for record, version, session in _latest_sessions(archive)
+    )
+    got = Counter(
+        (str(record), version, str(session["id"]), len(session["segments"]))
+        for record, version, session in result.rows
+    )
+    assert got == expected
+    assert result.columns == ["callRecordId", "callRecordVersion", "session"]
 
 
 @sql_check("call records per day by type and modality")
@@ -771,6 +938,26 @@ def _poor_streams(archive: Archive, result: Result) -> None:
     expected = _streams_by_subnet(archive)
     assert any(poor for _, _, poor in expected), "the test tenant should have poor streams"
     assert result.rows == expected
+
+
+@spark_check("latest_records")
+def _spark_latest_records(archive: Archive, frame: Any) -> None:
+    expected = sorted((i, r["version"]) for i, (_, r) in _latest_records(archive).items())
+    assert sorted((r.id, r.version) for r in frame.select("id", "version").collect()) == expected
+    assert {"year", "month", "day", "collectorSplit"} <= set(frame.columns)
+
+
+@spark_check("latest_sessions")
+def _spark_latest_sessions(archive: Archive, frame: Any) -> None:
+    expected = Counter(
+        (record, version, session["id"], len(session["segments"]))
+        for record, version, session in _latest_sessions(archive)
+    )
+    got = Counter(
+        (r.callRecordId, r.callRecordVersion, r.session.id, len(r.session.segments))
+        for r in frame.collect()
+    )
+    assert got == expected
 
 
 @spark_check("records_by_modality")

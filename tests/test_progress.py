@@ -14,8 +14,10 @@ from collections import defaultdict
 import pytest
 
 from collector.core.settings import load_settings
+from collector.core.slices import plan_slices
 from collector.core.timefmt import parse_instant
 from collector.core.windows import Window, plan_windows
+from collector.graph.budget import CALL_RECORDS_PER_APP, records_span
 from collector.graph.pace import Pace
 from collector.observe.progress import LogView, SourceProgress, needs
 from collector.observe.reports import SourceReport
@@ -36,6 +38,20 @@ def long_catch_up(stack: Stack) -> None:
         GRAPH_REQUESTS_PER_MINUTE="20000",
     )
     stack.graph.simulator.latency = 0.03
+
+
+def test_call_records_need_the_call_record_budget_for_two_requests_a_record() -> None:
+    report = SourceReport("call_records")
+    span = records_span(CALL_RECORDS_PER_APP)  # 20.3 s: 1,500 requests
+    progress = SourceProgress(report, Pace(40_000, 50 / 61, 0.0), 1_500 / span)
+    slices = plan_slices(parse_instant("2026-10-20T00:00:00Z"), parse_instant(FIRST))
+    progress.plan_windows(slices)  # Oct 20 and half of Oct 21, in hours
+    for piece in slices[:24]:
+        progress.read(piece, provisional=True)
+    # Half a day of 40,000 records left: 20,000 GETs, 20,000 participants' pages, 333 lists.
+    expected = 20_000 * (2 + 1 / 60) / (1_500 / span)
+    assert progress.budget_seconds_needed() == pytest.approx(expected)
+    assert "budget needs ~10m more" in progress.line()  # 40,333 requests at 74 a second
 
 
 def test_a_source_s_line_says_what_is_done_and_what_the_budget_still_needs() -> None:

@@ -81,8 +81,7 @@ def test_everything_set() -> None:
         ("GRAPH_CALL_RECORDS_PERIOD_SCALE", "fast", "0.05 turns 20 s into 1 s"),
         ("CALL_RECORDS_REVISIT_DAYS", "3,7,7", "ascending and distinct"),
         ("CALL_RECORDS_REVISIT_DAYS", "7,3", "ascending and distinct"),
-        ("CALL_RECORDS_REVISIT_DAYS", "2,7", "each from 3 (after the first read"),
-        ("CALL_RECORDS_REVISIT_DAYS", "0", "each from 3 "),
+        ("CALL_RECORDS_REVISIT_DAYS", "0", "each from 1 "),
         ("CALL_RECORDS_REVISIT_DAYS", "3,29", "to 28 (Graph keeps call records 30 days)"),
         ("CALL_RECORDS_REVISIT_DAYS", "3;7", "comma-separated whole numbers"),
         ("CALL_RECORDS_REVISIT_DAYS", "3,,7", "comma-separated whole numbers"),
@@ -159,29 +158,35 @@ def test_revisit_days_are_ascending_days_after_the_first_read_and_empty_means_no
 def test_revisit_days_come_after_the_first_read() -> None:
     # A day is first read COLLECTOR_LATENESS_HOURS + COLLECTOR_LAG_MINUTES after it ends:
     # 48 h + 60 min is 2 days and 1 h, so the first revisit is 3 days after, at the earliest.
-    def revisits(value: str, hours: int, minutes: int) -> tuple[int, ...]:
-        return load_settings(
-            {
-                **BASE,
-                "COLLECTOR_LATENESS_HOURS": str(hours),
-                "COLLECTOR_LAG_MINUTES": str(minutes),
-                "CALL_RECORDS_REVISIT_DAYS": value,
-            }
-        ).revisit_days
+    def revisits(value: str | None, hours: int, minutes: int, sources: str) -> tuple[int, ...]:
+        env = {
+            **BASE,
+            "COLLECTOR_SOURCES": sources,
+            "COLLECTOR_LATENESS_HOURS": str(hours),
+            "COLLECTOR_LAG_MINUTES": str(minutes),
+        }
+        if value is not None:
+            env["CALL_RECORDS_REVISIT_DAYS"] = value
+        return load_settings(env).revisit_days
 
-    assert revisits("1,2", 6, 0) == (1, 2)
-    assert revisits("3", 47, 59) == (3,)
+    records = "call_records"
+    assert revisits("1,2", 6, 0, records) == (1, 2)
+    assert revisits("3", 47, 59, records) == (3,)
     with pytest.raises(ConfigError, match="each from 4 "):
-        revisits("3,7", 48, 24 * 60)  # first read exactly 3 days after: a revisit then is none
+        revisits("3,7", 48, 24 * 60, records)  # first read 3 days after: a revisit then is none
     with pytest.raises(ConfigError, match="each from 4 ") as caught:
-        revisits("3,7", 72, 0)
+        revisits("3,7", 72, 0, records)
     assert caught.value.setting == "CALL_RECORDS_REVISIT_DAYS"
     assert "COLLECTOR_LATENESS_HOURS + COLLECTOR_LAG_MINUTES" in caught.value.allowed
-    assert revisits("4,7", 72, 0) == (4, 7)
-    # First read too late for any revisit (the call logs alone may wait that long): only none.
-    assert revisits("none", 700, 0) == ()
+    assert revisits("4,7", 72, 0, records) == (4, 7)
+    # The call logs alone may wait longer: the default stands, as it did before the setting.
+    assert revisits(None, 700, 0, "pstn,direct_routing") == (3, 7, 14, 28)
+    with pytest.raises(ConfigError, match="CALL_RECORDS_REVISIT_DAYS='30'"):
+        revisits("30", 700, 0, "pstn")  # the range holds whatever the sources
+    # First read too late for any revisit (28 days, the most Graph's 30 allow): only none.
+    assert revisits("none", 672, 0, records) == ()
     with pytest.raises(ConfigError, match="too late for a revisit by day 28") as caught:
-        load_settings({**BASE, "COLLECTOR_LATENESS_HOURS": "700"})
+        revisits(None, 672, 0, records)
     assert caught.value.value == "3,7,14,28"
 
 

@@ -1,4 +1,4 @@
-"""``GraphClient.whole_row`` against a tiny Graph on 127.0.0.1 that notes when each request
+"""A call record read whole (``GraphClient.row_pages``, ``run.whole_records.WholeRecord``) against a tiny Graph on 127.0.0.1 that notes when each request
 starts and ends: the record and its participants' first page are asked for at once, and the
 checks and errors of a record read whole hold."""
 
@@ -10,9 +10,11 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 from aiohttp import web
 from azure.core.credentials import AccessToken
@@ -21,8 +23,10 @@ from collector.core.auth import TokenProvider
 from collector.core.errors import GraphDataError, GraphError
 from collector.core.sources import SOURCES
 from collector.graph.client import GraphClient, RequestStats, RetryPolicy
+from collector.run.whole_records import Memory, WholeRecord
 
 SOURCE = SOURCES["call_records"]
+DAY = date(2026, 10, 20)
 KEY = "0b5c1a2e-0000-4000-8000-000000000001"
 LATENCY = 0.3
 """Seconds the tiny Graph takes to answer the record and its participants' first page."""
@@ -120,6 +124,17 @@ def served(graph: TinyGraph) -> Iterator[str]:
         loop.close()
 
 
+class Lines:
+    """Where ``WholeRecord`` puts a record's line (a record this small is never split)."""
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+
+    async def add(self, day: date, key: str, version: int | None, line: bytes) -> None:
+        assert (day, key) == (DAY, KEY)
+        self.lines.append(line)
+
+
 def read(graph: TinyGraph) -> tuple[dict[str, Any], float]:
     """Read the record whole from ``graph``; the row and the seconds it took."""
 
@@ -129,7 +144,12 @@ def read(graph: TinyGraph) -> tuple[dict[str, Any], float]:
             client = GraphClient(session, tokens, endpoint, retry=RetryPolicy(max_attempts=1))
             began = time.monotonic()
             try:
-                row = await client.whole_row(SOURCE, KEY, RequestStats())
+                lines = Lines()
+                record = WholeRecord(
+                    client, lines, SOURCE, RequestStats(), DAY, KEY, Memory(1 << 30)
+                )  # type: ignore[arg-type]
+                await record.read(None, lambda _key, _version: False)
+                [row] = [orjson.loads(line) for line in lines.lines]
             finally:
                 took = time.monotonic() - began
                 # Nothing of the record is left running, whatever happened.

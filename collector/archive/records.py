@@ -183,6 +183,7 @@ class RecordBlobs:
         self._on_commit = on_commit
         self._batches: dict[date, _Batch] = {}
         self._committing: set[asyncio.Task[None]] = set()
+        self._failed: BaseException | None = None
         self._number = 0
 
     @property
@@ -206,11 +207,7 @@ class RecordBlobs:
         batches, self._batches = list(self._batches.values()), {}
         for batch in batches:
             await self._start(batch)
-        while self._committing:
-            done, _ = await asyncio.wait(self._committing)
-            self._committing -= done
-            for task in done:
-                task.result()
+        await self._landed(asyncio.ALL_COMPLETED)
 
     async def abort(self) -> None:
         """Stop commits under way and drop what is buffered (a cancelled run)."""
@@ -221,18 +218,27 @@ class RecordBlobs:
         self._committing.clear()
 
     async def _start(self, batch: _Batch) -> None:
-        # A failed commit is raised by the next add or flush: nothing counts it as saved.
-        failed = [t for t in self._committing if t.done() and t.exception() is not None]
+        while len(self._committing) >= COMMITS_UNDER_WAY:
+            await self._landed(asyncio.FIRST_COMPLETED)
+        self._landed_now()
+        self._committing.add(asyncio.create_task(self._commit(batch)))
+
+    async def _landed(self, when: str) -> None:
+        """Wait for the first (or every) commit under way to land; raise a failure."""
+        if self._committing:
+            await asyncio.wait(self._committing, return_when=when)
+        self._landed_now()
+
+    def _landed_now(self) -> None:
+        """Forget the commits that landed; raise the first that failed, now and at every
+        later add and flush: the records it held were never saved, and nothing may pass
+        them (the run fails, and the next one reads them again)."""
         for task in [t for t in self._committing if t.done()]:
             self._committing.discard(task)
-        if failed:
-            raise failed[0].exception()  # type: ignore[misc]
-        while len(self._committing) >= COMMITS_UNDER_WAY:
-            done, _ = await asyncio.wait(self._committing, return_when=asyncio.FIRST_COMPLETED)
-            self._committing -= done
-            for task in done:
-                task.result()
-        self._committing.add(asyncio.create_task(self._commit(batch)))
+            failure = None if task.cancelled() else task.exception()
+            self._failed = self._failed or failure
+        if self._failed is not None:
+            raise self._failed
 
     async def _commit(self, batch: _Batch) -> None:
         self._number += 1

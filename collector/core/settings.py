@@ -422,7 +422,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             "COLLECTOR_WINDOWS_IN_FLIGHT", _get(env, "COLLECTOR_WINDOWS_IN_FLIGHT"), 1, 16
         ),
         records_period_scale=_period_scale(_get(env, "GRAPH_CALL_RECORDS_PERIOD_SCALE")),
-        revisit_days=_revisit_days(env, lateness + lag),
+        revisit_days=_revisit_days(env, lateness + lag, any(s.versioned for s in sources)),
         record_attempts=_int(
             "CALL_RECORDS_ATTEMPTS", _get(env, "CALL_RECORDS_ATTEMPTS"), 1, MAX_RECORD_ATTEMPTS
         ),
@@ -466,10 +466,14 @@ def first_revisit_day(first_read: timedelta) -> int:
     return first_read // timedelta(days=1) + 1
 
 
-def _revisit_days(env: Mapping[str, str], first_read: timedelta) -> tuple[int, ...]:
-    """``CALL_RECORDS_REVISIT_DAYS``, checked whatever the sources (a bad value must not wait
-    unnoticed for the day call_records is added). Unlike other settings, empty is a value
-    (no revisits), not the default."""
+def _revisit_days(
+    env: Mapping[str, str], first_read: timedelta, reads_records: bool
+) -> tuple[int, ...]:
+    """``CALL_RECORDS_REVISIT_DAYS``, its form and range checked whatever the sources (a bad
+    value must not wait unnoticed for the day call_records is added); that each comes after
+    a day's first read only when call records are collected (``reads_records``): a lateness
+    of the call logs alone must not refuse the default. Unlike other settings, empty is a
+    value (no revisits), not the default."""
     name = "CALL_RECORDS_REVISIT_DAYS"
     raw = env.get(name)
     if raw is None:
@@ -477,7 +481,7 @@ def _revisit_days(env: Mapping[str, str], first_read: timedelta) -> tuple[int, .
     text = raw.strip()
     if not text or text.lower() == NO_REVISITS:
         return ()
-    low = first_revisit_day(first_read)
+    low = first_revisit_day(first_read) if reads_records else 1
     allowed = (
         f"comma-separated whole numbers of days, ascending and distinct, each from {low} "
         f"(after the first read: COLLECTOR_LATENESS_HOURS + COLLECTOR_LAG_MINUTES after the "

@@ -40,9 +40,14 @@ def plan_slices(start: datetime, horizon: datetime) -> list[Window]:
     return slices
 
 
+def day_start(day: date) -> datetime:
+    """The midnight ``day`` begins at."""
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
 def day_end(day: date) -> datetime:
     """The midnight after ``day``."""
-    return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+    return day_start(day) + timedelta(days=1)
 
 
 def due_revisit(

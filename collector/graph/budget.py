@@ -64,6 +64,12 @@ RECORDS_REMEMBERED = 4_096
 """Per-record limiters kept before the idle ones are dropped (a record is read once)."""
 
 
+def records_span(limit: Limit, scale: float = 1.0) -> float:
+    """Seconds each counted span of a call-record ``limit`` lasts: its own span plus
+    ``RECORDS_MARGIN_SECONDS``, both times ``scale`` (``GRAPH_CALL_RECORDS_PERIOD_SCALE``)."""
+    return (limit.seconds + RECORDS_MARGIN_SECONDS) * scale
+
+
 class Start:
     """When one request started; moved later once it has really been sent."""
 
@@ -141,9 +147,8 @@ class RequestBudget:
         self._turns: dict[str, asyncio.Lock] = {}
 
     def records_span(self, limit: Limit) -> float:
-        """Seconds each counted span of a call-record ``limit`` lasts: its own span plus
-        ``RECORDS_MARGIN_SECONDS``, both times ``records_scale``."""
-        return (limit.seconds + RECORDS_MARGIN_SECONDS) * self.records_scale
+        """Seconds each counted span of a call-record ``limit`` lasts (``records_span``)."""
+        return records_span(limit, self.records_scale)
 
     def _limiter(self, limit: Limit) -> SlidingWindowLimiter:
         return SlidingWindowLimiter(limit.count, self.records_span(limit), self._clock)

@@ -12,7 +12,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
-from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -243,26 +242,6 @@ class GraphClient:
                 fetch.cancel()
                 await asyncio.gather(fetch, return_exceptions=True)
 
-    async def whole_row(self, source: Source, key: str, stats: RequestStats) -> dict[str, Any]:
-        """Read one listed row whole: the answer's document (without its ``@odata.context``
-        and ``@odata.nextLink`` annotations; others, such as ``@odata.type``, stay) with
-        every page of its expanded relations and of each of ``source.relations`` in its
-        arrays (``row_pages``). Raises ``GraphError`` (404 when Graph no longer has it)."""
-        row: dict[str, Any] = {}
-        arrays: dict[str, list[Any]] = {}
-        async with aclosing(self.row_pages(source, key, stats)) as pages:
-            async for page in pages:
-                if page.relation is None:
-                    row = page.document
-                else:
-                    arrays.setdefault(page.relation, []).extend(page.items)
-        row.update(arrays)
-        if b"@odata.nextLink" in orjson.dumps(row):
-            raise GraphDataError(
-                f"{source.name} row {key}: a relation's nextLink was left unfollowed"
-            )
-        return row
-
     async def row_pages(
         self,
         source: Source,
@@ -272,7 +251,8 @@ class GraphClient:
     ) -> AsyncGenerator[RowPage, None]:
         """Yield one listed row's pages as they arrive: the row itself first (``relation``
         None), then each page of its expanded relations (the first came inside the row) and
-        of each of ``source.relations`` (from its own endpoint), each relation's in order.
+        of each of ``source.relations`` (from its own endpoint), each relation's in order
+        (a relation's first page asked for with the row waits for it).
 
         The row and the first page of its other relations are asked for at once, and every
         relation is paged side by side: a record's pages are otherwise one latency after
@@ -286,11 +266,13 @@ class GraphClient:
         where = f"{source.name} row {key}"
         queue: asyncio.Queue[RowPage | BaseException | None] = asyncio.Queue(ROW_PAGES_AHEAD)
         tasks: list[asyncio.Task[None]] = []
+        row_in = asyncio.Event()  # the row is yielded first: its version says what pages are
 
         async def relay(relation: str, url: str, first: Scope) -> None:
             size_asked = source.page_size(relation)
             paging = self._collection(url, stats, first, later, where, size_asked)
             async for items, link, size in paging:
+                await row_in.wait()
                 await queue.put(RowPage(relation, items, link, size))
 
         def start(relation: str, url: str | None, first: Scope) -> None:
@@ -315,6 +297,7 @@ class GraphClient:
             for relation, _ in expanded:
                 firsts.setdefault(relation, row.pop(relation, []))
             await queue.put(RowPage(None, [], None, len(body), row))
+            row_in.set()
             links = dict(expanded)
             for relation, items in firsts.items():
                 if resume is not None and relation in resume:
@@ -326,8 +309,10 @@ class GraphClient:
                     start(relation, link, later)
             if resume is not None:
                 for relation in source.relations:
-                    url = self._endpoint + source.relation_path(key, relation)
-                    start(relation, resume.get(relation, url), scope)
+                    if relation in resume:  # a later page
+                        start(relation, resume[relation], later)
+                    else:
+                        start(relation, self._endpoint + source.relation_path(key, relation), scope)
 
         tasks.append(asyncio.create_task(_reporting(the_row(), queue)))
         if resume is None:

@@ -22,6 +22,10 @@ from .reports import SourceReport
 
 log = logging.getLogger("collector")
 
+RECORD_REQUESTS = 2 + 1 / 60
+"""Requests a record read whole takes: its GET (with its first sessions) and its
+participants' first page, and its share of a list page of 60 (later pages of large meetings
+come on top)."""
 LOG_SECONDS = 30.0
 """At most one progress line per source this often."""
 _DAY = timedelta(days=1)
@@ -70,11 +74,11 @@ class SourceProgress:
         if self.pace.rows_per_day is None or self.requests_per_second <= 0:
             return None
         days_left = max(0.0, self.days_planned - self.days_done)
+        source = SOURCES[self.report.source]
+        if source.expand is not None:  # each listed row is read whole
+            return self.pace.rows_per_day * days_left * RECORD_REQUESTS / self.requests_per_second
         pages = self.pace.rows_per_day * days_left / PAGE_ROWS
         pages += self.windows_planned - self.windows_done
-        source = SOURCES[self.report.source]
-        if source.expand is not None:  # each listed row is read whole: a request or more
-            pages += self.pace.rows_per_day * days_left
         if source.read_once:  # a request a day, however few rows
             pages = max(pages, math.ceil(days_left))
         else:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from ..core.sources import SOURCES
 from ..core.timefmt import format_instant
 from ..graph.client import RequestStats
 
@@ -60,7 +61,9 @@ class SourceReport:
             f"watermark {stamp(self.watermark_before)} -> {stamp(self.watermark_after)} "
             f"settled {stamp(self.settled_after)} ({self.seconds:.1f}s)"
         )
-        if self.changed_rows:
+        if self.changed_rows and SOURCES[self.source].versioned:
+            line += f" {self.changed_rows} record(s) came back changed: archived as revisions"
+        elif self.changed_rows:
             line += f" {self.changed_rows} row(s) came back changed: the archived ones are kept"
         if self.cut_off:
             line += f" {self.cut_off} window(s) stopped at the hard time limit: read again next run"

@@ -38,6 +38,7 @@ from ..archive.state import SetAside, SourceState, StateBlob
 from ..core.errors import (
     GraphDataError,
     GraphError,
+    GraphUnavailableError,
     InstantParseError,
     PagingError,
     RowError,
@@ -45,7 +46,7 @@ from ..core.errors import (
 from ..core.lanes import Lane
 from ..core.rows import event_ticks, row_key
 from ..core.settings import Settings
-from ..core.slices import due_revisit, plan_slices, slice_horizon
+from ..core.slices import day_start, due_revisit, plan_slices, slice_horizon
 from ..core.timefmt import format_instant, parse_instant, utc_date_of_ticks
 from ..core.windows import Window, floor_to_midnight, history_edge
 from ..graph.client import GraphClient, Page
@@ -53,19 +54,25 @@ from ..observe.progress import SourceProgress
 from ..observe.reports import SourceReport
 from . import watermarks
 from .scheduler import Deadlines, all_or_cancel
-from .whole_records import WholeRecord
+from .whole_records import Memory, WholeRecord
 
 log = logging.getLogger("collector")
 
 IN_FLIGHT = 128
 """Records read whole at once: at Graph's 75 requests a second for call records and about
 two requests a record, enough to keep the rate at the limit up to about 3 s of latency."""
-STATE_EVERY = 30.0
+MEMORY_BYTES = 24 * 1024 * 1024
+"""Bytes of Graph's answers the records being read, and those waiting for their blob, may
+hold before no new read starts and the records being read write out early
+(``whole_records.EARLY_BYTES``): a run's memory stays bounded by bytes, whatever mix of
+large meetings it meets."""
+STATE_EVERY = 5.0
 """Seconds between watermark writes while slices pass (a day's end is written at once): a
 run killed meanwhile only lists those slices again and skips their records."""
 LANE_FAILURES = frozenset({401, 403, 429})
 """Statuses that say the lane cannot read now (no permission, out of budget): they fail
-the run, not the record."""
+the run, not the record. Any other error, a timeout or a lost connection included, is one
+failed read of the record."""
 
 
 @dataclass
@@ -74,12 +81,16 @@ class _Slice:
 
     window: Window
     pending: int = 0
+    listing: bool = True
+    """Pages are still being listed."""
     listed: bool = False
+    """Every page was listed (not cut short by time or a failure)."""
     complete: asyncio.Event = field(default_factory=asyncio.Event)
     set_aside: list[SetAside] = field(default_factory=list)
 
     def settle(self) -> None:
-        if self.listed and self.pending == 0:
+        """Mark the listing complete once it stopped and no read of it is under way."""
+        if not self.listing and self.pending == 0:
             self.complete.set()
 
 
@@ -90,8 +101,6 @@ class _Revisit:
     day: date
     age: int
     listed: int = 0
-    revised: int = 0
-    appeared: int = 0
 
 
 class RecordRun:
@@ -127,6 +136,7 @@ class RecordRun:
         self._loading: dict[date, asyncio.Lock] = {}
         self._reading: set[tuple[str, Version]] = set()
         self._slots = asyncio.Semaphore(IN_FLIGHT)
+        self._memory = Memory(MEMORY_BYTES, lambda: self._blobs.buffered)
         self._tasks: set[asyncio.Task[None]] = set()
         self._failure: BaseException | None = None
         self._gone: dict[date, int] = {}
@@ -151,10 +161,15 @@ class RecordRun:
         self._progress.plan_windows(slices)
         if not slices:
             log.info("%s: up to date (watermark %s)", self._lane.name, format_instant(horizon))
+        limit = asyncio.timeout(max(0.0, self._deadlines.hard - time.monotonic()))
         try:
-            async with asyncio.timeout(max(0.0, self._deadlines.hard - time.monotonic())):
+            async with limit:
                 await all_or_cancel([self._read_slices(slices), self._revisits()])
         except TimeoutError:
+            if not limit.expired():
+                await self._stop_reads()
+                await self._blobs.abort()
+                raise
             self._report.out_of_time = True
             log.warning(
                 "%s: records still being read at the hard time limit were stopped; the "
@@ -190,32 +205,34 @@ class RecordRun:
     async def _read_slices(self, slices: list[Window]) -> None:
         """List each slice in order and read its records; a follower commits the slices as
         they complete, in order, while the next ones are listed (the pipeline stays full
-        across slice and day boundaries)."""
+        across slice and day boundaries). The first failure of either stops both."""
         queue: asyncio.Queue[_Slice | None] = asyncio.Queue()
-        follower = asyncio.create_task(self._commit_slices(queue))
-        try:
+
+        async def lister() -> None:
             for window in slices:
-                if self._out_of_time() or follower.done():
+                if self._out_of_time():
                     break
                 piece = _Slice(window)
                 await queue.put(piece)
                 await self._list_into(piece, revisit=None)
+                if not piece.listed:
+                    break  # out of time, or a read failed: the follower stops at it
             await queue.put(None)
-            await follower
-        finally:
-            if not follower.done():
-                follower.cancel()
-                await asyncio.gather(follower, return_exceptions=True)
+
+        await all_or_cancel([lister(), self._commit_slices(queue)])
 
     async def _commit_slices(self, queue: asyncio.Queue[_Slice | None]) -> None:
         """Pass the watermark over each slice once it is listed whole and every record of it
-        is committed or set aside; write each day's manifest once the watermark passes it."""
+        is committed or set aside; write each day's manifest once the watermark passes it.
+        A slice not listed whole, or any read that failed the run, stops it there."""
         last_write = time.monotonic()
         set_aside: list[SetAside] = []
         passed: datetime | None = None
         while (piece := await queue.get()) is not None:
             await piece.complete.wait()
             await self._blobs.flush()
+            if not piece.listed or self._failure is not None:
+                break
             set_aside.extend(piece.set_aside)
             passed = piece.window.end
             self._progress.read(piece.window, provisional=True)
@@ -224,7 +241,7 @@ class RecordRun:
             if midnight or set_aside or time.monotonic() - last_write >= STATE_EVERY:
                 await self._pass(passed, set_aside)
                 set_aside, passed, last_write = [], None, time.monotonic()
-        if passed is not None:
+        if passed is not None and self._failure is None:
             await self._pass(passed, set_aside)
 
     async def _pass(self, watermark: datetime, set_aside: list[SetAside]) -> None:
@@ -258,7 +275,7 @@ class RecordRun:
         failed = [r for r in state.set_aside if r.day == day]
         document = self._manifest(day, holdings, failed)
         document["status"] = "settled-with-failures" if failed else "settled"
-        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        start = day_start(day)
         edge = self._now - self._lane.source.history
         document.update(
             {
@@ -311,37 +328,56 @@ class RecordRun:
         for name in names:
             if (found := revisit_of(name)) is not None:
                 done.setdefault(found[0], set()).add(found[1])
-        edge = history_edge(self._now, self._lane.source.history).date()
-        for day in sorted(d for d in final if d >= edge and d < settled.date()):
+        history = self._lane.source.history
+        # A day is revisited while Graph has deleted none of it: its first record, started
+        # at its midnight, is kept ``history`` after it ended.
+        kept = [d for d in final if day_start(d) + history > self._now and d < settled.date()]
+        for day in sorted(kept):
             age = due_revisit(day, self._now, self._settings.lag, ages, done.get(day, ()))
             if age is None:
                 continue
             if self._out_of_time():
                 return
-            await self._revisit(day, age)
+            earlier = [n for n in names if (r := revisit_of(n)) is not None and r[0] == day]
+            await self._revisit(day, age, [manifest_name(self._lane, day), *earlier])
 
-    async def _revisit(self, day: date, age: int) -> None:
+    async def _revisit(self, day: date, age: int, manifests: list[str]) -> None:
         """List ``day`` again and read the records with a version it lacks; then write the
-        revisit's manifest and update the records set aside."""
-        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        revisit's manifest (the blobs no earlier of the day's ``manifests`` lists: those of
+        this revisit, and of one stopped before its manifest) and update the records set
+        aside."""
+        start = day_start(day)
         piece = _Slice(Window(start, start + timedelta(days=1)))
         found = _Revisit(day, age)
         before = await self._day(day)
         known = {k: set(v) for k, v in before.versions.items()}
-        blobs_before = set(before.blobs)
+        blobs_before: set[str] = set()
+        for name in manifests:
+            document, _ = await self._store.read_json(name)
+            for entry in (document or {}).get("blobs", []) + (document or {}).get("added", []):
+                blobs_before.add(entry["name"])
         await self._list_into(piece, revisit=found)
         if not piece.listed:
             return  # out of time: the next run lists the day again
         await piece.complete.wait()
         await self._blobs.flush()
+        if self._failure is not None:
+            return  # the run fails: the next one makes this revisit
         holdings = await day_holdings(self._store, self._lane, day)
         self._holdings[day] = holdings
-        recovered = [
-            r
-            for r in self._state_blob.current.set_aside
-            if r.day == day and r.id in holdings.versions
+        earlier = {r.id: r for r in self._state_blob.current.set_aside if r.day == day}
+        recovered = [r for r in earlier.values() if r.id in holdings.versions]
+        prior = {r.id: r.attempts for r in earlier.values()}
+        failing = [
+            SetAside(r.id, day, r.version, r.error, r.attempts + prior.get(r.id, 0))
+            for r in piece.set_aside
         ]
-        still = piece.set_aside
+        # Set aside before and not listed now: Graph has it no more; named here, not retried.
+        failed = {r.id for r in failing}
+        unlisted = [
+            r for r in earlier.values() if r.id not in holdings.versions and r.id not in failed
+        ]
+        still = [*failing, *unlisted]
         added = {n: r for n, r in holdings.blobs.items() if n not in blobs_before}
         document = self._manifest(day, holdings, still)
         document.update(
@@ -366,12 +402,8 @@ class RecordRun:
 
         def update(st: SourceState) -> dict[str, Any]:
             # After the last revisit nothing tries a record again: its manifest names it.
-            before = {r.id: r.attempts for r in st.set_aside if r.day == day}
-            failing = [
-                SetAside(r.id, day, r.version, r.error, r.attempts + before.get(r.id, 0))
-                for r in ([] if last else still)
-            ]
-            return {"set_aside": (*(r for r in st.set_aside if r.day != day), *failing)}
+            kept = [] if last else failing
+            return {"set_aside": (*(r for r in st.set_aside if r.day != day), *kept)}
 
         await self._state_blob.apply(update)
         log.info(
@@ -392,10 +424,12 @@ class RecordRun:
         ``piece.listed`` says whether every page was listed (not cut short by time)."""
         source = self._lane.source
         listing = self._graph.pages(source, piece.window, self._report.stats)
-        async with aclosing(listing) as pages:
-            if await self._listed(piece, pages, revisit):
-                piece.listed = True
-        piece.settle()
+        try:
+            async with aclosing(listing) as pages:
+                piece.listed = await self._listed(piece, pages, revisit)
+        finally:
+            piece.listing = False
+            piece.settle()
 
     async def _listed(
         self, piece: _Slice, pages: AsyncIterator[Page], revisit: _Revisit | None
@@ -420,6 +454,7 @@ class RecordRun:
                 if (key, version) in self._reading or (await self._day(day)).holds(key, version):
                     continue
                 self._reading.add((key, version))
+                await self._memory.room()
                 await self._slots.acquire()
                 if self._failure is not None:
                     self._slots.release()
@@ -448,10 +483,17 @@ class RecordRun:
             error = ""
             for _ in range(attempts):
                 record = WholeRecord(
-                    self._graph, self._blobs, self._lane.source, self._report.stats, day, key
+                    self._graph,
+                    self._blobs,
+                    self._lane.source,
+                    self._report.stats,
+                    day,
+                    key,
+                    self._memory,
                 )
+                holdings = await self._day(day)
                 try:
-                    version = await record.read((await self._day(day)).parts_of(key))
+                    done = await record.read(holdings.parts_of(key), holdings.holds)
                 except GraphError as exc:
                     if exc.status in LANE_FAILURES:
                         raise
@@ -466,11 +508,12 @@ class RecordRun:
                         )
                         return
                     error = " ".join(str(exc).split())
-                except (GraphDataError, PagingError) as exc:
+                except (GraphDataError, PagingError, GraphUnavailableError) as exc:
                     error = " ".join(str(exc).split())
                 else:
-                    (await self._day(day)).add(key, version)
-                    self._report.rows += 1
+                    if done is not None:  # else Graph answered a version archived already
+                        holdings.add(key, done.version)
+                        self._report.rows += 1
                     return
             log.error(
                 "%s: record %s of %s failed %d read(s), set aside (the day goes on; its "

@@ -46,7 +46,7 @@ from ..core.lanes import Lane, lanes, tenant_lanes
 from ..core.settings import MAX_HISTORY, Settings, check_start
 from ..core.timefmt import format_instant
 from ..core.windows import Window, floor_to_midnight, history_edge, run_bounds
-from ..graph.budget import RequestBudget
+from ..graph.budget import CALL_RECORDS_PER_APP, RequestBudget, records_span
 from ..graph.client import GraphClient, RetryPolicy, send_tracing
 from ..graph.pace import Pace
 from ..observe.metrics import RunMetrics
@@ -337,7 +337,11 @@ class _SourceRun:
         self._scheduler = Scheduler(
             cycle.deadlines, self._pace, settings.windows_in_flight, report, settings.time_budget
         )
-        self._progress = SourceProgress(report, self._pace, per_log / cycle.budget_span)
+        rate = per_log / cycle.budget_span
+        if lane.source.records_budget:  # call records have limits of their own
+            span = records_span(CALL_RECORDS_PER_APP, settings.records_period_scale)
+            rate = CALL_RECORDS_PER_APP.count / span
+        self._progress = SourceProgress(report, self._pace, rate)
         cycle.progress.append(self._progress)
         self._reader = WindowReader(
             graph,

@@ -13,8 +13,11 @@ the next from its last committed page.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from contextlib import aclosing
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -37,6 +40,41 @@ log = logging.getLogger("collector")
 SPLIT_BYTES = 4 * 1024 * 1024
 """Bytes of Graph's answers for one record beyond which it is split (DuckDB reads lines of
 up to 16 MB by default; the archive keeps every line under 8 MB)."""
+EARLY_BYTES = 256 * 1024
+"""A record holding this much is split (or, split, commits its rows) early while the
+run's memory is full: memory stays bounded however many large meetings are read at once."""
+
+
+class Memory:
+    """Bytes of Graph's answers the records being read hold in memory (and ``waiting``:
+    those of records waiting for their blob), so that a run admits new reads by bytes, not
+    by a count of records, and records being read write out early when it is full."""
+
+    def __init__(self, limit: int, waiting: Callable[[], int] = lambda: 0) -> None:
+        self.held = 0
+        self.limit = limit
+        self._waiting = waiting
+        self._changed = asyncio.Event()
+
+    def full(self) -> bool:
+        """True when the records in memory hold ``limit`` bytes or more."""
+        return self.held + self._waiting() >= self.limit
+
+    def take(self, size: int) -> None:
+        """``size`` more bytes are held."""
+        self.held += size
+
+    def give(self, size: int) -> None:
+        """``size`` bytes are held no more."""
+        self.held -= size
+        self._changed.set()
+
+    async def room(self) -> None:
+        """Wait until the memory is not ``full`` (or no read holds any: what records waiting
+        for their blob hold is written out by the reads that go on, never by waiting)."""
+        while self.full() and self.held > 0:
+            self._changed.clear()
+            await self._changed.wait()
 
 
 class WholeRecord:
@@ -50,7 +88,9 @@ class WholeRecord:
         stats: RequestStats,
         day: date,
         key: str,
+        memory: Memory,
     ) -> None:
+        self._memory = memory
         self._graph = graph
         self._blobs = blobs
         self._source = source
@@ -58,9 +98,15 @@ class WholeRecord:
         self._day = day
         self._key = key
 
-    async def read(self, earlier: tuple[Version, dict[str, PartProgress]] | None) -> Version:
+    async def read(
+        self,
+        earlier: tuple[Version, dict[str, PartProgress]] | None,
+        holds: Callable[[str, Version], bool],
+    ) -> Archived | None:
         """Read the record (going on from ``earlier``: its version read in part before, with
-        each relation's progress) and buffer its line; return the version archived."""
+        each relation's progress) and buffer its line; return the version archived, or None
+        when Graph answers with a version the day ``holds`` already (it lists one version
+        and answers an older one for a moment after a change)."""
         if earlier is not None:
             log.info(
                 "%s: %s was read in part before: going on from %s",
@@ -69,14 +115,30 @@ class WholeRecord:
                 ", ".join(f"{r} page {p.pages + 1}" for r, p in sorted(earlier[1].items())),
             )
             try:
-                return await self._attempt(earlier)
+                return await self._attempt(earlier, holds)
             except _VersionMoved:
                 pass  # its rows so far are of an older version: read the new one from its start
-        return await self._attempt(None)
+        return await self._attempt(None, holds)
 
-    async def _attempt(self, earlier: tuple[Version, dict[str, PartProgress]] | None) -> Version:
+    async def _attempt(
+        self,
+        earlier: tuple[Version, dict[str, PartProgress]] | None,
+        holds: Callable[[str, Version], bool],
+    ) -> Archived | None:
         """One read; raises ``_VersionMoved`` when the record's version is not the one
         ``earlier`` read in part."""
+        held = _Held(self._memory)
+        try:
+            return await self._read(earlier, holds, held)
+        finally:
+            held.release()
+
+    async def _read(
+        self,
+        earlier: tuple[Version, dict[str, PartProgress]] | None,
+        holds: Callable[[str, Version], bool],
+        held: _Held,
+    ) -> Archived | None:
         resume = None
         if earlier is not None:
             resume = {r: p.next for r, p in earlier[1].items()}
@@ -91,7 +153,10 @@ class WholeRecord:
             async for page in paging:
                 if page.relation is None:
                     record, size = page.document, page.size
+                    held.set(size)
                     version = record_version(record)
+                    if version is not None and holds(self._key, version):
+                        return None
                     if earlier is not None:
                         if version != earlier[0]:
                             raise _VersionMoved
@@ -100,15 +165,21 @@ class WholeRecord:
                     continue
                 relation = page.relation
                 if writers or earlier is not None:
-                    await self._writer_of(writers, version, relation).add(page.items, page.next)
+                    writer = self._writer_of(writers, version, relation)
+                    await writer.add(page.items, page.next)
+                    if self._memory.full() and writer.buffered >= EARLY_BYTES:
+                        await writer.commit()  # out of memory: write out what is read
+                    held.set(sum(w.buffered for w in writers.values()))
                     continue
                 arrays.setdefault(relation, []).extend(page.items)
                 nexts[relation] = page.next
                 size += page.size or len(orjson.dumps(page.items))
-                if size > SPLIT_BYTES:
+                held.set(size)
+                if size > SPLIT_BYTES or (size >= EARLY_BYTES and self._memory.full()):
                     for name, items in arrays.items():
                         await self._writer_of(writers, version, name).add(items, nexts[name])
                     arrays.clear()
+                    held.set(sum(w.buffered for w in writers.values()))
         if writers or earlier is not None:
             for writer in writers.values():
                 await writer.commit()
@@ -122,7 +193,7 @@ class WholeRecord:
                 f"{self._source.name} row {self._key}: a relation's nextLink was left unfollowed"
             )
         await self._blobs.add(self._day, self._key, version, line)
-        return version
+        return Archived(version)
 
     def _writer(self, version: Version, relation: str, before: PartProgress) -> PartRows:
         return self._blobs.part_rows(self._day, self._key, version, relation, before)
@@ -131,6 +202,33 @@ class WholeRecord:
         if relation not in writers:
             writers[relation] = self._writer(version, relation, PartProgress())
         return writers[relation]
+
+
+@dataclass(frozen=True)
+class Archived:
+    """A record's line, buffered for its blob."""
+
+    version: Version
+
+
+class _Held:
+    """What one read holds of ``Memory``."""
+
+    def __init__(self, memory: Memory) -> None:
+        self._memory = memory
+        self._size = 0
+
+    def set(self, size: int) -> None:
+        """The read now holds ``size`` bytes."""
+        if size > self._size:
+            self._memory.take(size - self._size)
+        else:
+            self._memory.give(self._size - size)
+        self._size = size
+
+    def release(self) -> None:
+        """The read holds nothing any more."""
+        self.set(0)
 
 
 class _VersionMoved(Exception):
