@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import orjson
@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 from azure.core.credentials import AccessToken
 
+from collector.archive.records import RecordBlobs
 from collector.core.auth import TokenProvider
 from collector.core.errors import GraphDataError, GraphError
 from collector.core.sources import SOURCES
@@ -145,9 +146,10 @@ def read(graph: TinyGraph) -> tuple[dict[str, Any], float]:
             began = time.monotonic()
             try:
                 lines = Lines()
+                blobs = cast(RecordBlobs, lines)  # a record this small only calls add
                 record = WholeRecord(
-                    client, lines, SOURCE, RequestStats(), DAY, KEY, Memory(1 << 30)
-                )  # type: ignore[arg-type]
+                    client, blobs, SOURCE, RequestStats(), DAY, KEY, Memory(1 << 30)
+                )
                 await record.read(None, lambda _key, _version: False)
                 [row] = [orjson.loads(line) for line in lines.lines]
             finally:

@@ -51,20 +51,33 @@ def day_end(day: date) -> datetime:
 
 
 def due_revisit(
-    day: date, now: datetime, lag: timedelta, ages: Iterable[int], done: Iterable[int]
+    day: date,
+    now: datetime,
+    lag: timedelta,
+    ages: Iterable[int],
+    done: Iterable[int],
+    first_read: datetime | None = None,
 ) -> int | None:
     """The revisit of ``day`` to make now: the latest of ``ages`` (whole days after the day
     ended, ``CALL_RECORDS_REVISIT_DAYS``) that has passed, unless it or a later one is
-    ``done``. An earlier age missed (the app was stopped) is covered by the later one: both
-    would list the same records. None: nothing is due."""
+    ``done``, or the day was first read (its manifest, ``first_read``) after it: a backfill
+    reads a day at its latest already. An earlier age missed (the app was stopped) is covered
+    by the later one: both would list the same records. None: nothing is due."""
     passed = [a for a in sorted(ages) if day_end(day) + timedelta(days=a) <= now - lag]
     if not passed:
         return None
     latest = passed[-1]
-    finished = set(done)
-    return None if any(a >= latest for a in finished) else latest
+    if first_read is not None and first_read >= day_end(day) + timedelta(days=latest):
+        return None
+    return None if any(a >= latest for a in done) else latest
 
 
-def revisit_days(first: date, last: date) -> list[date]:
-    """The days from ``first`` to ``last`` (inclusive) whose revisits may be due."""
-    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+def near_graphs_edge(moment: datetime, now: datetime, history: timedelta) -> bool:
+    """True when a record started at ``moment`` is within a day of leaving Graph's keeping
+    (``history`` after its call ended): one listed may be gone a moment later."""
+    return moment < now - history + timedelta(days=1)
+
+
+def graph_has_whole(day: date, now: datetime, history: timedelta) -> bool:
+    """True while Graph still keeps every record of ``day`` (none ended ``history`` ago)."""
+    return day_start(day) + history > now

@@ -46,9 +46,16 @@ from ..core.errors import (
 from ..core.lanes import Lane
 from ..core.rows import event_ticks, row_key
 from ..core.settings import Settings
-from ..core.slices import day_start, due_revisit, plan_slices, slice_horizon
+from ..core.slices import (
+    day_start,
+    due_revisit,
+    graph_has_whole,
+    near_graphs_edge,
+    plan_slices,
+    slice_horizon,
+)
 from ..core.timefmt import format_instant, parse_instant, utc_date_of_ticks
-from ..core.windows import Window, floor_to_midnight, history_edge
+from ..core.windows import Window, floor_to_midnight
 from ..graph.client import GraphClient, Page
 from ..observe.progress import SourceProgress
 from ..observe.reports import SourceReport
@@ -197,8 +204,8 @@ class RecordRun:
     def _kept(self, set_aside: tuple[SetAside, ...]) -> tuple[SetAside, ...]:
         """The records set aside that Graph may still have: older ones are named in their
         day's manifests and no longer tried."""
-        edge = history_edge(self._now, self._lane.source.history).date()
-        return tuple(r for r in set_aside if r.day >= edge - timedelta(days=1))
+        history = self._lane.source.history
+        return tuple(r for r in set_aside if graph_has_whole(r.day, self._now, history))
 
     # ------------------------------------------------------------------ slices
 
@@ -276,7 +283,6 @@ class RecordRun:
         document = self._manifest(day, holdings, failed)
         document["status"] = "settled-with-failures" if failed else "settled"
         start = day_start(day)
-        edge = self._now - self._lane.source.history
         document.update(
             {
                 "lateRows": 0,
@@ -290,7 +296,7 @@ class RecordRun:
                 "revisitDays": list(self._settings.revisit_days),
                 # Read when Graph had begun deleting the day: what it deleted first is not
                 # here, and nothing can count it.
-                "readAtGraphsEdge": start < edge + timedelta(days=1),
+                "readAtGraphsEdge": near_graphs_edge(start, self._now, self._lane.source.history),
             }
         )
         if not await self._store.create_json(manifest_name(self._lane, day), document):
@@ -329,11 +335,14 @@ class RecordRun:
             if (found := revisit_of(name)) is not None:
                 done.setdefault(found[0], set()).add(found[1])
         history = self._lane.source.history
-        # A day is revisited while Graph has deleted none of it: its first record, started
-        # at its midnight, is kept ``history`` after it ended.
-        kept = [d for d in final if day_start(d) + history > self._now and d < settled.date()]
+        # A day is revisited while Graph has deleted none of it.
+        kept = [d for d in final if graph_has_whole(d, self._now, history) and d < settled.date()]
         for day in sorted(kept):
             age = due_revisit(day, self._now, self._settings.lag, ages, done.get(day, ()))
+            if age is not None:  # is it older than the day's first read?
+                first, _ = await self._store.read_json(manifest_name(self._lane, day))
+                read = parse_instant(first["settledAt"]) if first and "settledAt" in first else None
+                age = due_revisit(day, self._now, self._settings.lag, ages, done.get(day, ()), read)
             if age is None:
                 continue
             if self._out_of_time():
@@ -541,8 +550,8 @@ class RecordRun:
             moment = parse_instant(stamp) if isinstance(stamp, str) else None
         except InstantParseError:
             return False
-        edge = self._now - self._lane.source.history + timedelta(days=1)
-        return moment is not None and moment < edge
+        history = self._lane.source.history
+        return moment is not None and near_graphs_edge(moment, self._now, history)
 
     def _committed(self, day: date, name: str, metadata: dict[str, str]) -> None:
         self._report.blobs += 1
