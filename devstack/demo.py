@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from azure.storage.blob import BlobServiceClient
 
+from collector.archive.layout import is_part_rows_blob
 from collector.core.settings import Settings, load_settings
 from collector.core.slices import slice_horizon
 from collector.core.sources import SOURCES, Source
@@ -127,7 +128,8 @@ def _show(connection_string: str) -> dict[str, int]:
             print(f"  {blob.name:<88} {manifest['status']}: {manifest['rows']:>6} rows")
             continue
         rows = data.count(b"\n")
-        per_source[blob.name.split("/")[0]] += rows
+        if not is_part_rows_blob(blob.name):  # a large record's sessions, participants: its own
+            per_source[blob.name.split("/")[0]] += rows
         print(f"  {blob.name:<88} {rows:>6} rows {len(data) / 1e6:6.2f} MB")
     print("\nRows archived: " + ", ".join(f"{s} {n}" for s, n in sorted(per_source.items())))
     return dict(per_source)

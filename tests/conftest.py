@@ -100,8 +100,9 @@ SMALL_TENANT = {"sms": 300, "direct_routing": 2_300, "pstn": 1_100}
 
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[Azurite]:
-    """Azurite for the whole test session."""
-    emulator = Azurite()
+    """Azurite for the whole test session (4 GB of memory: deleted containers' extents are
+    freed only by its periodic clean-up)."""
+    emulator = Azurite(memory_mb=4096)
     emulator.start()
     yield emulator
     emulator.stop()

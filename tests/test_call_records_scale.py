@@ -203,10 +203,12 @@ def test_a_record_that_fails_every_read_is_set_aside_and_later_days_go_on(
     assert {line["id"] for line in lines(stack)} == expected(stack, sim.now).keys() - {broken}
     health = status(stack, sim.now, capsys)
     assert [r["id"] for r in health["setAside"]] == [broken] and not health["fresh"]
-    # Still failing at the first revisit: tried again, still set aside, attempts counted.
-    sim.now = "2026-10-24T12:30:00Z"
+    # Still failing at the next revisit (Oct 20 was first read 3 days old: the 3-day revisit
+    # is that read; the 7-day one is next): tried again, still set aside, attempts counted.
+    sim.now = "2026-10-28T12:30:00Z"
     run_async(run_cycle(settings, parse_instant(sim.now), retry=FAST_RETRY))
-    visit = manifest(stack, "2026-10-20.revisit-03d.json")
+    visit = manifest(stack, "2026-10-20.revisit-07d.json")
+    assert "2026-10-20.revisit-03d.json" not in str(list(stack.blobs()))
     assert [r["id"] for r in visit["setAside"]] == [broken]
     [kept] = status(stack, sim.now, capsys)["setAside"]
     assert kept["attempts"] == 2 * settings.record_attempts

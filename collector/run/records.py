@@ -292,6 +292,8 @@ class RecordRun:
                 "coveredFrom": format_instant(start),
                 "coveredTo": format_instant(start + timedelta(days=1)),
                 "settledAt": format_instant(datetime.now(UTC).replace(microsecond=0)),
+                # The run's "now" (``--as-of``): what the revisits are timed against.
+                "readAsOf": format_instant(self._now),
                 "lateness": f"PT{int(self._settings.lateness.total_seconds() // 3600)}H",
                 "revisitDays": list(self._settings.revisit_days),
                 # Read when Graph had begun deleting the day: what it deleted first is not
@@ -341,7 +343,7 @@ class RecordRun:
             age = due_revisit(day, self._now, self._settings.lag, ages, done.get(day, ()))
             if age is not None:  # is it older than the day's first read?
                 first, _ = await self._store.read_json(manifest_name(self._lane, day))
-                read = parse_instant(first["settledAt"]) if first and "settledAt" in first else None
+                read = parse_instant(first["readAsOf"]) if first and "readAsOf" in first else None
                 age = due_revisit(day, self._now, self._settings.lag, ages, done.get(day, ()), read)
             if age is None:
                 continue
