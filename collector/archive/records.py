@@ -27,6 +27,7 @@ from .layout import (
     part_rows_name,
     records_blob_name,
 )
+from .state import SetAside
 
 log = logging.getLogger("collector")
 
@@ -151,6 +152,24 @@ async def day_holdings(store: BlobStore, lane: Lane, day: date) -> DayHoldings:
             row = orjson.loads(line)
             holdings.add(str(row.get("id")), record_version(row))
     return holdings
+
+
+def day_manifest(
+    lane: Lane, day: date, holdings: DayHoldings, set_aside: list[SetAside]
+) -> dict[str, Any]:
+    """What every manifest of a call-records day says (the day's and each revisit's): its
+    blobs, rows, records and revisions (record lines that are a later version of a record),
+    and the records ``set_aside``."""
+    return {
+        "source": lane.source.name,
+        **({"tenant": lane.tenant} if lane.tenant else {}),
+        "date": day.isoformat(),
+        "blobs": [{"name": n, "rows": r} for n, r in sorted(holdings.blobs.items())],
+        "rows": sum(holdings.blobs.values()),
+        "records": len(holdings.versions),
+        "revisions": holdings.rows - len(holdings.versions),
+        "setAside": [r.document() for r in set_aside],
+    }
 
 
 @dataclass
