@@ -913,12 +913,17 @@ def _latest_call_records(archive: Archive, result: Result) -> None:
     assert "collectorSplit" in result.columns and {"year", "month", "day"} <= set(result.columns)
 
 
-@sql_check("every session of the latest version of every call record, split or not")
-def _latest_call_sessions(archive: Archive, result: Result) -> None:
-    expected = Counter(
+def _latest_session_counts(archive: Archive) -> Counter[tuple[str, int, str, int]]:
+    """Each session of each record's latest version (record, version, session, segments)."""
+    return Counter(
         (record, version, session["id"], len(session["segments"]))
         for record, version, session in _latest_sessions(archive)
     )
+
+
+@sql_check("every session of the latest version of every call record, split or not")
+def _latest_call_sessions(archive: Archive, result: Result) -> None:
+    expected = _latest_session_counts(archive)
     got = Counter(
         (str(record), version, str(session["id"]), len(session["segments"]))
         for record, version, session in result.rows
@@ -949,10 +954,7 @@ def _spark_latest_records(archive: Archive, frame: Any) -> None:
 
 @spark_check("latest_sessions")
 def _spark_latest_sessions(archive: Archive, frame: Any) -> None:
-    expected = Counter(
-        (record, version, session["id"], len(session["segments"]))
-        for record, version, session in _latest_sessions(archive)
-    )
+    expected = _latest_session_counts(archive)
     got = Counter(
         (r.callRecordId, r.callRecordVersion, r.session.id, len(r.session.segments))
         for r in frame.collect()

@@ -72,12 +72,10 @@ class RecordRun:
         self._now = now
         self._deadlines = deadlines
         self._lane = lane
-        self._graph = graph
         self._store = store
         self._state_blob = state_blob
         self._report = report
         self._progress = progress
-        self._confirm_lease = confirm_lease
         self._reads = RecordReads(
             settings, now, run_id, lane, graph, store, report, confirm_lease, self._out_of_time
         )

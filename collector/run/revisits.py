@@ -72,19 +72,24 @@ class Revisits:
         # A day is revisited while Graph has deleted none of it.
         kept = [d for d in final if graph_has_whole(d, self._now, history) and d < settled.date()]
         for day in sorted(kept):
-            age = due_revisit(day, self._now, self._settings.lag, ages, done.get(day, ()))
-            if age is not None:  # is it older than the day's first read?
-                first, _ = await self._store.read_json(manifest_name(self._lane, day))
-                read = parse_instant(first["readAsOf"]) if first and "readAsOf" in first else None
-                age = due_revisit(day, self._now, self._settings.lag, ages, done.get(day, ()), read)
+            if due_revisit(day, self._now, self._settings.lag, ages, done.get(day, ())) is None:
+                continue
+            # Due by the clock; and not older than the day's first read (its manifest says)?
+            first, _ = await self._store.read_json(manifest_name(self._lane, day))
+            read = parse_instant(first["readAsOf"]) if first and "readAsOf" in first else None
+            age = due_revisit(day, self._now, self._settings.lag, ages, done.get(day, ()), read)
             if age is None:
                 continue
             if self._out_of_time():
                 return
             earlier = [n for n in names if (r := revisit_of(n)) is not None and r[0] == day]
-            await self._revisit(day, age, [manifest_name(self._lane, day), *earlier])
+            await self._revisit(day, age, [first or {}, *[await self._read(n) for n in earlier]])
 
-    async def _revisit(self, day: date, age: int, manifests: list[str]) -> None:
+    async def _read(self, name: str) -> dict[str, Any]:
+        document, _ = await self._store.read_json(name)
+        return document or {}
+
+    async def _revisit(self, day: date, age: int, manifests: list[dict[str, Any]]) -> None:
         """List ``day`` again and read the records with a version it lacks; then write the
         revisit's manifest (the blobs no earlier of the day's ``manifests`` lists: those of
         this revisit, and of one stopped before its manifest) and update the records set
@@ -93,11 +98,9 @@ class Revisits:
         piece = Listing(Window(start, start + timedelta(days=1)))
         before = await self._reads.day(day)
         known = {k: set(v) for k, v in before.versions.items()}
-        blobs_before: set[str] = set()
-        for name in manifests:
-            document, _ = await self._store.read_json(name)
-            for entry in (document or {}).get("blobs", []) + (document or {}).get("added", []):
-                blobs_before.add(entry["name"])
+        blobs_before = {
+            entry["name"] for m in manifests for entry in m.get("blobs", []) + m.get("added", [])
+        }
         await self._reads.list_into(piece)
         if not piece.listed:
             return  # out of time: the next run lists the day again
